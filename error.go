@@ -1,0 +1,107 @@
+package offload
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Error codes of the wire contract. The HTTP status of each is in one table
+// in package httpapi.
+const (
+	CodeUnauthorized            = "unauthorized"
+	CodeInvalidToken            = "invalid_token"
+	CodeExpiredToken            = "expired_token"
+	CodeConsentRequired         = "consent_required"
+	CodeInstallIDMismatch       = "install_id_mismatch"
+	CodeNotFound                = "not_found"
+	CodeMethodNotAllowed        = "method_not_allowed"
+	CodeRequestTooLarge         = "request_too_large"
+	CodeValidation              = "validation_error"
+	CodeSessionRateLimited      = "session_rate_limited"
+	CodeInferenceRateLimited    = "inference_rate_limited"
+	CodeQuotaExceeded           = "quota_exceeded"
+	CodeProviderRequestFailed   = "provider_request_failed"
+	CodeProviderInvalidResponse = "provider_invalid_response"
+	CodeProviderUnavailable     = "provider_unavailable"
+	CodeProviderTimeout         = "provider_timeout"
+	CodeStorageUnavailable      = "storage_unavailable"
+	CodeInternal                = "internal_error"
+)
+
+// Error is an error with a contract code. Message is the fixed public
+// message; it must never contain request content, tokens or provider output.
+type Error struct {
+	Code       string
+	Message    string        // public; empty means the code's default message
+	RetryAfter time.Duration // for 429s: sent as Retry-After
+}
+
+func (e *Error) Error() string {
+	if e.Message != "" {
+		return e.Code + ": " + e.Message
+	}
+	return e.Code
+}
+
+// Errorf returns an *Error with code and a formatted public message.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ProviderFailure classifies a provider error.
+type ProviderFailure int
+
+const (
+	ProviderRequestFailed   ProviderFailure = iota // 4xx, or 429/5xx/transport after retries
+	ProviderTimeout                                // every attempt timed out
+	ProviderUnavailable                            // not configured (no key)
+	ProviderInvalidResponse                        // answer not a valid plan
+)
+
+// ProviderError is the typed error every Provider returns on failure.
+// Class is a short, content-free label for logs ("status_429", "timeout",
+// "transport", "parse"); it never holds provider bodies or user content.
+type ProviderError struct {
+	Failure  ProviderFailure
+	Class    string
+	Attempts int
+}
+
+func (e *ProviderError) Error() string {
+	return fmt.Sprintf("provider: %s (%s after %d attempt(s))", ErrorCode(e), e.Class, e.Attempts)
+}
+
+// ErrStorage marks a usage-store failure (read-only file, full disk, corrupt
+// file). Stores wrap their errors with it: fmt.Errorf("%w: …", ErrStorage).
+var ErrStorage = errors.New("usage storage unavailable")
+
+// ErrorCode maps any error to its contract code: *Error by its code, provider
+// failures by their kind, storage failures to storage_unavailable, anything
+// else to internal_error. It is the one place errors become codes.
+func ErrorCode(err error) string {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	var pe *ProviderError
+	if errors.As(err, &pe) {
+		switch pe.Failure {
+		case ProviderTimeout:
+			return CodeProviderTimeout
+		case ProviderUnavailable:
+			return CodeProviderUnavailable
+		case ProviderInvalidResponse:
+			return CodeProviderInvalidResponse
+		default:
+			return CodeProviderRequestFailed
+		}
+	}
+	if errors.Is(err, ErrStorage) {
+		return CodeStorageUnavailable
+	}
+	return CodeInternal
+}
