@@ -83,7 +83,10 @@ type ClockFunc func() time.Time
 func (f ClockFunc) Now() time.Time { return f() }
 
 // SystemClock is the real clock.
-var SystemClock Clock = ClockFunc(time.Now)
+type SystemClock struct{}
+
+// Now returns time.Now().
+func (SystemClock) Now() time.Time { return time.Now() }
 
 // Claims are the verified claims of a session token that handlers need.
 type Claims struct {
