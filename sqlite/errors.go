@@ -1,0 +1,91 @@
+package sqlite
+
+import (
+	"context"
+	"errors"
+
+	"github.com/offload-app/offload"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// Causes that are not SQLite errors.
+var (
+	errClosed     = errors.New("store closed") // a call made after Close
+	errCorrupt    = errors.New("integrity check failed")
+	errNotDurable = errors.New("WAL journal mode with synchronous=FULL is not available")
+)
+
+// storageError is a usage-store failure. Its message is built only from the
+// operation name and the SQLite result code, never from the driver's text or
+// from arguments, so it is content-free by construction and safe to log. The
+// driver error is kept as a cause for errors.As.
+type storageError struct {
+	op     string
+	reason string
+	cause  error
+}
+
+func (e *storageError) Error() string {
+	return offload.ErrStorage.Error() + ": " + e.op + ": " + e.reason
+}
+
+func (e *storageError) Unwrap() []error { return []error{offload.ErrStorage, e.cause} }
+
+// storageErr wraps err, a failure of op, as an offload.ErrStorage error.
+func storageErr(op string, err error) error {
+	return &storageError{op: op, reason: reason(err), cause: err}
+}
+
+// reason says in a few fixed words what kind of failure err is.
+func reason(err error) string {
+	switch {
+	case errors.Is(err, errClosed):
+		return "store closed"
+	case errors.Is(err, errCorrupt):
+		return "database file is corrupt (integrity check failed)"
+	case errors.Is(err, errNotDurable):
+		return "cannot run the database in WAL mode with synchronous=FULL"
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return "operation cancelled"
+	}
+	switch sqliteCode(err) {
+	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+		return "database stayed locked by another writer for too long"
+	case sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB:
+		return "database file is corrupt or is not a SQLite database"
+	case sqlite3.SQLITE_FULL:
+		return "disk or database is full"
+	case sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_AUTH:
+		return "database is read-only"
+	case sqlite3.SQLITE_CANTOPEN:
+		return "cannot open database file"
+	case sqlite3.SQLITE_IOERR:
+		return "disk I/O error"
+	case sqlite3.SQLITE_NOMEM:
+		return "out of memory"
+	case sqlite3.SQLITE_CONSTRAINT:
+		return "constraint violated"
+	case -1:
+		return "unexpected failure"
+	default:
+		return "SQLite error"
+	}
+}
+
+// sqliteCode is the primary SQLite result code of err, or -1 when err is not
+// a SQLite error. The driver reports extended codes; the low byte is the
+// primary one.
+func sqliteCode(err error) int {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		return se.Code() & 0xff
+	}
+	return -1
+}
+
+// isBusy reports whether err is a lock conflict that a later retry can clear.
+func isBusy(err error) bool {
+	c := sqliteCode(err)
+	return c == sqlite3.SQLITE_BUSY || c == sqlite3.SQLITE_LOCKED
+}
