@@ -74,6 +74,12 @@ func (f *fakeAPI) on(path string, h func(w http.ResponseWriter, r *http.Request)
 	f.override[path] = h
 }
 
+func (f *fakeAPI) setCount(feature string, n int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.counts[feature] = n
+}
+
 func (f *fakeAPI) callCount(path string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
