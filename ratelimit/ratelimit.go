@@ -209,7 +209,7 @@ func (l *FixedWindow) advanceSwept(g int64) bool {
 	}
 }
 
-// sweep drops every shard's map that belongs to a window before g.
+// sweep drops every shard's table that belongs to a window before g.
 func (l *FixedWindow) sweep(g int64) int {
 	n := 0
 	for i := range l.shards {
