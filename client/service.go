@@ -163,9 +163,9 @@ func requestIDOf(err error) string {
 // FeatureSync is the outcome of reconciling one feature.
 type FeatureSync struct {
 	FeatureUsage
-	Sent               int64 `json:"sent_count"`
-	ServerCount        int64 `json:"server_count"`
-	EffectiveRemaining int64 `json:"effective_remaining"`
+	Sent               int64  `json:"sent_count"`
+	ServerCount        int64  `json:"server_count"`
+	EffectiveRemaining int64  `json:"effective_remaining"`
 	RequestID          string `json:"request_id,omitempty"`
 }
 
