@@ -1,0 +1,135 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/offload-app/offload"
+)
+
+var (
+	errValidation   = &offload.Error{Code: offload.CodeValidation}
+	errBodyTooLarge = &offload.Error{Code: offload.CodeRequestTooLarge}
+	errInternal     = &offload.Error{Code: offload.CodeInternal}
+)
+
+// decodeBody reads a JSON object from r's body into dst (a struct whose
+// fields are json.RawMessage, checked by the field helpers below). A body
+// over maxBytes is refused before the rest is read; anything that is not a
+// single JSON object is a validation error. Unknown fields are ignored, as
+// in the existing deployment.
+func decodeBody(w http.ResponseWriter, r *http.Request, maxBytes int64, dst any) error {
+	if r.ContentLength > maxBytes {
+		return errBodyTooLarge
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return errBodyTooLarge
+		}
+		return errValidation
+	}
+	return decodeObject(body, dst)
+}
+
+// decodeObject is the pure part of decodeBody, fuzzed on its own.
+func decodeObject(body []byte, dst any) error {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 || body[0] != '{' {
+		return errValidation
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(dst); err != nil {
+		return errValidation
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errValidation // trailing data after the object
+	}
+	return nil
+}
+
+func isNull(raw json.RawMessage) bool { return len(raw) == 0 || string(raw) == "null" }
+
+// textField parses a required JSON string of min..max code points.
+func textField(raw json.RawMessage, minLen, maxLen int) (string, error) {
+	if isNull(raw) || raw[0] != '"' {
+		return "", errValidation
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", errValidation
+	}
+	if n := utf8.RuneCountInString(s); n < minLen || n > maxLen {
+		return "", errValidation
+	}
+	return s, nil
+}
+
+// intField parses a required JSON integer in [minVal, maxVal]. Strings are
+// refused even when they hold digits; a number with a zero fraction (3.0)
+// is accepted, as pydantic does.
+func intField(raw json.RawMessage, minVal, maxVal int64) (int64, error) {
+	if isNull(raw) || !(raw[0] == '-' || (raw[0] >= '0' && raw[0] <= '9')) {
+		return 0, errValidation
+	}
+	n, err := strconv.ParseInt(string(raw), 10, 64)
+	if err != nil {
+		f, ferr := strconv.ParseFloat(string(raw), 64)
+		if ferr != nil || f != math.Trunc(f) || f < math.MinInt64 || f >= math.MaxInt64 {
+			return 0, errValidation
+		}
+		n = int64(f)
+	}
+	if n < minVal || n > maxVal {
+		return 0, errValidation
+	}
+	return n, nil
+}
+
+// listField parses an optional JSON array of at most maxItems strings of
+// minLen..maxLen code points. Absent means empty; null is refused.
+func listField(raw json.RawMessage, maxItems, minLen, maxLen int) ([]string, error) {
+	if len(raw) == 0 {
+		return []string{}, nil
+	}
+	if raw[0] != '[' {
+		return nil, errValidation
+	}
+	var items []json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil || len(items) > maxItems {
+		return nil, errValidation
+	}
+	out := make([]string, len(items))
+	for i, it := range items {
+		s, err := textField(it, minLen, maxLen)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = s
+	}
+	return out, nil
+}
+
+// timeField parses an optional RFC 3339 timestamp; absent or null is zero.
+func timeField(raw json.RawMessage) (time.Time, error) {
+	if isNull(raw) {
+		return time.Time{}, nil
+	}
+	s, err := textField(raw, 1, 64)
+	if err != nil {
+		return time.Time{}, err
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, errValidation
+	}
+	return t, nil
+}
