@@ -145,17 +145,16 @@ func fallbackReason(err error) (string, bool) {
 	return "", false
 }
 
+// requestIDOf returns the id of a request the server answered. A request
+// that got no answer has none worth showing: the server may never have seen it.
 func requestIDOf(err error) string {
 	var ae *APIError
-	var te *TransportError
 	var ie *InvalidResponseError
 	switch {
 	case errors.As(err, &ae):
 		return ae.RequestID
 	case errors.As(err, &ie):
 		return ie.RequestID
-	case errors.As(err, &te):
-		return te.RequestID
 	}
 	return ""
 }

@@ -159,7 +159,7 @@ func TestServiceFallsBackWhenServerIsDownOrSlow(t *testing.T) {
 		consent.SetCloudEnabled(true)
 		svc := NewService(mustNew(t, url), consent, &MemoryUsageCounter{}, WithOnDeviceGenerator(onDeviceMarker))
 		res, err := svc.Generate(context.Background(), testReq)
-		if err != nil || res.Source != SourceOnDevice || res.FallbackReason != FallbackUnreachable {
+		if err != nil || res.Source != SourceOnDevice || res.FallbackReason != FallbackUnreachable || res.RequestID != "" {
 			t.Fatalf("Generate = %+v, %v", res, err)
 		}
 	})
