@@ -264,8 +264,11 @@ func limitSteps(in []offload.Step, depth int, budget *int) []offload.Step {
 // normalizeTitle trims t and cuts it to maxTitleRunes code points on a rune
 // boundary, ending a cut title with "…".
 func normalizeTitle(t string) string {
-	t = strings.TrimSpace(strings.ToValidUTF8(t, ""))
-	if utf8.RuneCountInString(t) <= maxTitleRunes {
+	if !utf8.ValidString(t) {
+		t = strings.ToValidUTF8(t, "")
+	}
+	t = strings.TrimSpace(t)
+	if len(t) <= maxTitleRunes || utf8.RuneCountInString(t) <= maxTitleRunes {
 		return t
 	}
 	cut, n := 0, 0

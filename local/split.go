@@ -113,7 +113,7 @@ func nextIsListItem(lines []string) bool {
 // isLabel reports whether a plain line reads like a list's title rather than
 // a task: a few words, no sentence end, not opening with a verb.
 func isLabel(line string) bool {
-	return len(line) <= 80 && wordCount(line) <= 5 && !strings.ContainsAny(line, ".!?。！？;") &&
+	return len(line) <= 80 && wordCount(line, 6) <= 5 && !strings.ContainsAny(line, ".!?。！？;") &&
 		!opensWithVerb(line)
 }
 
@@ -140,30 +140,26 @@ func sanitize(s string) string {
 	}, s)
 }
 
-// isClean reports whether sanitize would leave s as it is.
+// isClean reports whether sanitize would leave s as it is. It looks at bytes
+// and decodes nothing, which keeps long non-Latin text cheap.
 func isClean(s string) bool {
-	for i := 0; i < len(s); {
-		if b := s[i]; b < utf8.RuneSelf {
-			if (b < 0x20 && b != '\n') || b == 0x7f {
-				return false
-			}
-			i++
-			continue
-		}
-		r, n := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError || r == '\u2028' || r == '\u2029' || unicode.IsControl(r) {
+	for i := 0; i < len(s); i++ {
+		switch b := s[i]; {
+		case (b < 0x20 && b != '\n') || b == 0x7f:
+			return false
+		case b == 0xc2 && i+1 < len(s) && s[i+1] < 0xa0: // U+0080–U+009F
+			return false
+		case b == 0xe2 && i+2 < len(s) && s[i+1] == 0x80 && (s[i+2] == 0xa8 || s[i+2] == 0xa9): // U+2028, U+2029
 			return false
 		}
-		i += n
 	}
-	return true
+	return utf8.ValidString(s)
 }
 
 // collector gathers cleaned tasks until it holds limit of them or has read
 // maxFragmentsRead fragments.
 type collector struct {
 	out      []task
-	seen     map[string]struct{}
 	limit    int
 	read     int    // fragments seen, duplicates and blanks included
 	listItem bool   // the current line is a list item
@@ -173,6 +169,12 @@ type collector struct {
 // addLine splits one line into bullets, sentences and clauses and adds them.
 // It reports whether there is room for more.
 func (c *collector) addLine(line string) bool {
+	if !strings.Contains(line, "\xe2") { // the lead byte of every inline bullet
+		if !splitSentences(line, c.addSentence) {
+			return false
+		}
+		return c.room()
+	}
 	for piece := range strings.FieldsFuncSeq(line, isInlineBullet) {
 		if !splitSentences(piece, c.addSentence) {
 			return false
@@ -189,13 +191,25 @@ func (c *collector) addSentence(s string) bool {
 }
 
 func (c *collector) addItem(s string) bool {
+	if !hasASCIILetter(s) {
+		return c.addClause(s) // every joiner is an English word
+	}
 	var ok bool
 	c.words, ok = splitClauses(s, c.words[:0], c.addClause)
 	return ok
 }
 
+func hasASCIILetter(s string) bool {
+	for i := range len(s) {
+		if c := s[i] | 0x20; 'a' <= c && c <= 'z' {
+			return true
+		}
+	}
+	return false
+}
+
 func (c *collector) addClause(s string) bool {
-	if utf8.RuneCountInString(s) <= longFragmentRunes {
+	if len(s) <= longFragmentRunes || utf8.RuneCountInString(s) <= longFragmentRunes {
 		return c.add(s)
 	}
 	return splitLong(s, c.add)
@@ -212,15 +226,16 @@ func (c *collector) add(raw string) bool {
 	if f == "" {
 		return c.room()
 	}
-	f = normalizeTitle(f)
-	if c.seen == nil {
-		c.seen = make(map[string]struct{})
+	if len(f) > maxTitleRunes {
+		f = normalizeTitle(f)
 	}
-	key := strings.ToLower(f)
-	if _, dup := c.seen[key]; !dup {
-		c.seen[key] = struct{}{}
-		c.out = append(c.out, task{title: f, actionable: c.listItem || wanted || opensWithVerb(f)})
+	for _, t := range c.out {
+		// At most maxTasksRead to compare; the length check skips most.
+		if len(t.title) == len(f) && (t.title == f || strings.EqualFold(t.title, f)) {
+			return c.room()
+		}
 	}
+	c.out = append(c.out, task{title: f, actionable: c.listItem || wanted || opensWithVerb(f)})
 	return c.room()
 }
 
@@ -352,6 +367,12 @@ func isBoxOrCheck(r rune) bool {
 func splitSentences(s string, yield func(string) bool) bool {
 	start := 0
 	for i := 0; i < len(s); {
+		// Every sentence end is ASCII or has the lead byte E2, E3 or EF: skip
+		// other bytes without decoding them.
+		if b := s[i]; b >= utf8.RuneSelf && b != 0xe2 && b != 0xe3 && b != 0xef {
+			i++
+			continue
+		}
 		r, size := utf8.DecodeRuneInString(s[i:])
 		next := i + size
 		switch r {
@@ -527,8 +548,13 @@ func verbAt(s string, words []span, k int) bool {
 func wordSpans(s string, words []span) []span {
 	in := false
 	for i, r := range s {
-		w := unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r) ||
-			(in && (r == '\'' || r == '’' || r == '-' || r == '_'))
+		var w bool
+		if r < utf8.RuneSelf {
+			w = ('a' <= r|0x20 && r|0x20 <= 'z') || ('0' <= r && r <= '9') ||
+				(in && (r == '\'' || r == '-' || r == '_'))
+		} else {
+			w = unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r) || (in && r == '’')
+		}
 		switch {
 		case w && !in:
 			words = append(words, span{start: i})
@@ -594,7 +620,7 @@ func cleanFragment(s string) (string, bool) {
 	if strings.IndexFunc(s, isContent) < 0 {
 		return "", false
 	}
-	if strings.Contains(s, "  ") || strings.ContainsFunc(s, isOddSpace) {
+	if strings.Contains(s, "  ") || hasOddSpace(s) {
 		s = strings.Join(strings.Fields(s), " ")
 	}
 	if strings.Count(s, "(") > strings.Count(s, ")") {
@@ -627,7 +653,7 @@ func trimFiller(s string) (_ string, wanted bool) {
 // Steuer"). "Buy milk, eggs, bread" is one task with a list of things in it,
 // and "When I get home, call mom" is one sentence.
 func isCommaList(s string) bool {
-	if !strings.ContainsFunc(s, isComma) {
+	if !strings.Contains(s, ",") && !strings.Contains(s, "，") && !strings.Contains(s, "、") {
 		return false
 	}
 	items, verbs, short := 0, 0, 0
@@ -642,7 +668,7 @@ func isCommaList(s string) bool {
 		if w := firstWord(item); isVerb(w) || (verbs > 0 && isNounVerb(w)) {
 			verbs++
 		}
-		if wordCount(item) <= 3 {
+		if wordCount(item, 4) <= 3 {
 			short++
 		}
 		return true
@@ -692,12 +718,15 @@ func opensWithVerb(s string) bool {
 	return isNounVerb(w) && isDeterminer(firstWord(strings.TrimLeft(s[len(w):], " ")))
 }
 
-func wordCount(s string) int {
+// wordCount counts the space-separated words of s, up to limit.
+func wordCount(s string, limit int) int {
 	n, in := 0, false
 	for _, r := range s {
 		sp := unicode.IsSpace(r)
 		if !sp && !in {
-			n++
+			if n++; n == limit {
+				return n
+			}
 		}
 		in = !sp
 	}
@@ -732,13 +761,29 @@ func isContent(r rune) bool {
 	return unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.Is(unicode.So, r)
 }
 
-func isOddSpace(r rune) bool { return r != ' ' && unicode.IsSpace(r) }
+// hasOddSpace reports whether s has a space other than " ": U+00A0, U+3000
+// and the like (control characters are gone after sanitize). It decodes
+// only at the lead bytes that such spaces have.
+func hasOddSpace(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case 0xc2, 0xe1, 0xe2, 0xe3:
+			if r, _ := utf8.DecodeRuneInString(s[i:]); r != ' ' && unicode.IsSpace(r) {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 // stripFiller removes one leading filler phrase, matched case-insensitively
 // and as whole words ("Tomorrow" keeps its "to"). intent says it was a
 // phrase of intent ("I really need to", "please", "remember to") rather than
 // a joiner ("and", "then") or a hedge ("okay", "maybe").
 func stripFiller(s string) (_ string, intent bool) {
+	if s == "" || !strings.ContainsRune("adfghimnoprstw", rune(s[0]|0x20)) {
+		return s, false // no filler starts with this letter: the common case
+	}
 	if rest, ok := cutIntent(s); ok {
 		return rest, true
 	}
@@ -762,6 +807,9 @@ func stripFiller(s string) (_ string, intent bool) {
 // cutIntent cuts "I need to", "we should", "I really have to", "I'll",
 // "I'm going to" and the like: a subject, at most one adverb, a modal.
 func cutIntent(s string) (string, bool) {
+	if c := s[0] | 0x20; c != 'i' && c != 'w' {
+		return s, false
+	}
 	for _, p := range [...]string{"i'll", "i’ll", "we'll", "we’ll"} {
 		if rest, ok := cutPhrase(s, p); ok {
 			return rest, true

@@ -9,6 +9,22 @@ import (
 // rejected before they are lower-cased.
 const maxWordBytes = 16
 
+// lowerASCII lower-cases the ASCII letters of w into buf, without
+// allocating; ok is false when w is too long to be in any list.
+func lowerASCII(w string, buf *[maxWordBytes]byte) (_ []byte, ok bool) {
+	if len(w) > len(buf) {
+		return nil, false
+	}
+	for i := range len(w) {
+		c := w[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[i] = c
+	}
+	return buf[:len(w)], true
+}
+
 // The word lists are switches rather than maps: the package keeps no
 // mutable globals, and a string switch compiles to a binary search.
 
@@ -17,10 +33,12 @@ const maxWordBytes = 16
 // or joins nouns ("milk and eggs"). Words that are just as often nouns after
 // "and" (water, book, text, run) are left out on purpose.
 func isVerb(w string) bool {
-	if len(w) > maxWordBytes {
+	var buf [maxWordBytes]byte
+	b, ok := lowerASCII(w, &buf)
+	if !ok {
 		return false
 	}
-	switch strings.ToLower(w) {
+	switch string(b) {
 	case "add", "answer", "apply", "arrange", "ask", "assemble", "bake", "bring", "brush",
 		"build", "buy", "call", "cancel", "change", "charge", "check", "choose", "clean",
 		"clear", "close", "collect", "contact", "cook", "copy", "create", "cut", "declutter",
@@ -45,10 +63,12 @@ func isVerb(w string) bool {
 // isNounVerb reports whether w is as often a noun as a verb: it counts as a
 // verb only before a determiner (see isDeterminer).
 func isNounVerb(w string) bool {
-	if len(w) > maxWordBytes {
+	var buf [maxWordBytes]byte
+	b, ok := lowerASCII(w, &buf)
+	if !ok {
 		return false
 	}
-	switch strings.ToLower(w) {
+	switch string(b) {
 	case "book", "water", "text", "run", "film", "mail", "ship", "cover", "back", "clean",
 		"dry", "empty", "board", "head", "iron", "bin", "box", "bag", "list", "plan", "post":
 		return true
@@ -57,10 +77,12 @@ func isNounVerb(w string) bool {
 }
 
 func isDeterminer(w string) bool {
-	if len(w) > maxWordBytes {
+	var buf [maxWordBytes]byte
+	b, ok := lowerASCII(w, &buf)
+	if !ok {
 		return false
 	}
-	switch strings.ToLower(w) {
+	switch string(b) {
 	case "a", "an", "the", "my", "your", "his", "her", "our", "their", "its", "this", "that",
 		"these", "those", "some", "all", "both", "every", "each":
 		return true
@@ -79,10 +101,12 @@ func isAbbreviation(w string, nextUpper bool) bool {
 	if utf8.RuneCountInString(w) == 1 {
 		return true // an initial: "J. Smith"
 	}
-	if len(w) > maxWordBytes {
+	var buf [maxWordBytes]byte
+	b, ok := lowerASCII(w, &buf)
+	if !ok {
 		return false
 	}
-	switch strings.ToLower(w) {
+	switch string(b) {
 	case "e.g", "i.e", "vs", "mr", "mrs", "ms", "dr", "st", "jr", "sr", "sra", "dra", "prof",
 		"approx", "incl", "no", "nr", "ca", "z.b", "d.h", "u.a", "p.ej", "ej", "fig":
 		return true
