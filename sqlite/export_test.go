@@ -15,7 +15,8 @@ func WithBatchHook(hook func(size int)) Option {
 	return func(c *config) { c.batchHook = hook }
 }
 
-// WithWriterPragma runs "PRAGMA p" on the writer's connection after it opens.
+// WithWriterPragma runs "PRAGMA p" on the writer's connection once the
+// schema is migrated.
 func WithWriterPragma(p string) Option {
 	return func(c *config) { c.writerPragmas = append(c.writerPragmas, p) }
 }

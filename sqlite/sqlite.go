@@ -78,7 +78,7 @@ type config struct {
 	// Fault injection for tests (set through export_test.go).
 	commitFault   func() error   // non-nil error: the commit fails instead of running
 	batchHook     func(size int) // called by the writer before each batch
-	writerPragmas []string       // run on the writer connection after open
+	writerPragmas []string       // run on the writer connection after migrating
 }
 
 // WithClock sets the clock of the created_at/updated_at timestamps.
@@ -202,7 +202,9 @@ func Open(ctx context.Context, path string, opts ...Option) (_ *Store, err error
 
 	s := &Store{
 		cfg:  cfg,
-		reqs: make(chan *request, cfg.maxBatch),
+		// Room for the batch after the one in progress, so a full next batch
+		// waits in the queue rather than in blocked sends.
+		reqs: make(chan *request, 2*cfg.maxBatch),
 		done: make(chan struct{}),
 	}
 	s.pool.New = func() any { return &request{reply: make(chan result, 1)} }
@@ -225,11 +227,6 @@ func Open(ctx context.Context, path string, opts ...Option) (_ *Store, err error
 	if s.wconn, err = s.wdb.Conn(ctx); err != nil {
 		return nil, storageErr(openOp, err)
 	}
-	for _, p := range cfg.writerPragmas {
-		if _, err := s.wconn.ExecContext(ctx, "PRAGMA "+p); err != nil {
-			return nil, storageErr(openOp, err)
-		}
-	}
 	if err := checkDurable(ctx, s.wconn); err != nil {
 		return nil, storageErr(openOp, err)
 	}
@@ -242,6 +239,11 @@ func Open(ctx context.Context, path string, opts ...Option) (_ *Store, err error
 			return nil, &storageError{op: openOp, reason: tooNew.Error(), cause: tooNew}
 		}
 		return nil, storageErr(openOp+": migrate schema", err)
+	}
+	for _, p := range cfg.writerPragmas {
+		if _, err := s.wconn.ExecContext(ctx, "PRAGMA "+p); err != nil {
+			return nil, storageErr(openOp, err)
+		}
 	}
 	if s.reconcileStmt, err = s.wconn.PrepareContext(ctx, reconcileSQL); err != nil {
 		return nil, storageErr(openOp, err)

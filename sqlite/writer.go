@@ -75,6 +75,7 @@ func (s *Store) enqueue(ctx context.Context, r *request) error {
 func (s *Store) writer() {
 	defer close(s.done)
 	batch := make([]*request, 0, s.cfg.maxBatch)
+	results := make([]result, s.cfg.maxBatch)
 	for {
 		r, ok := <-s.reqs
 		if !ok {
@@ -95,7 +96,7 @@ func (s *Store) writer() {
 				break drain
 			}
 		}
-		s.commitBatch(batch)
+		s.commitBatch(batch, results[:len(batch)])
 		clear(batch) // drop references to answered requests
 		if !open {
 			return
@@ -104,7 +105,8 @@ func (s *Store) writer() {
 }
 
 // commitBatch runs batch in one transaction and answers every member after
-// the COMMIT has returned.
+// the COMMIT has returned. results is the writer's scratch space, one per
+// member.
 //
 // A member whose statement breaks a constraint (an increment past
 // math.MaxInt64) fails alone: SQLite aborts just that statement and keeps the
@@ -112,7 +114,7 @@ func (s *Store) writer() {
 // Any other failure (disk full, I/O error, read-only file, a failed COMMIT)
 // is a storage failure: the transaction is rolled back and every member gets
 // an error wrapping offload.ErrStorage, none of their writes is kept.
-func (s *Store) commitBatch(batch []*request) {
+func (s *Store) commitBatch(batch []*request, results []result) {
 	if s.cfg.batchHook != nil {
 		s.cfg.batchHook(len(batch))
 	}
@@ -122,7 +124,7 @@ func (s *Store) commitBatch(batch []*request) {
 		s.fail(batch, storageErr("begin transaction", err))
 		return
 	}
-	results := make([]result, len(batch))
+	clear(results)
 	for i, r := range batch {
 		var err error
 		if r.op == opIncrement {
