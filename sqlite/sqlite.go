@@ -201,7 +201,7 @@ func Open(ctx context.Context, path string, opts ...Option) (_ *Store, err error
 	f.Close()
 
 	s := &Store{
-		cfg:  cfg,
+		cfg: cfg,
 		// Room for the batch after the one in progress, so a full next batch
 		// waits in the queue rather than in blocked sends.
 		reqs: make(chan *request, 2*cfg.maxBatch),
