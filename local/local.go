@@ -33,7 +33,10 @@ const (
 
 // Generate breaks a task description into steps. It is deterministic (the
 // same request gives the same plan) and never returns an empty plan.
-// Granularity outside 1–5 is clamped. Template ids are accepted and ignored.
+// Granularity outside 1–5 is clamped. Context hints add a "Keep in mind"
+// substep to the first step (granularity 2 and up), and a hint of low energy
+// ("tired", "overwhelmed") shortens the timers. Template ids are accepted and
+// ignored.
 func Generate(req offload.BreakdownRequest) []offload.Step {
 	g := min(max(req.Granularity, minGranularity), maxGranularity)
 	o := newOptions(req.ContextHints)

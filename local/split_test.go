@@ -94,6 +94,9 @@ func TestSplitTasks(t *testing.T) {
 		{"emoji", "🧹 the kitchen then 📞 mom", []string{"🧹 the kitchen", "📞 mom"}},
 		{"invalid utf8", "buy \xff milk\xc3", []string{"Buy milk"}},
 		{"controls", "buy\x00milk\x1b now", []string{"Buy milk now"}},
+		{"unicode line breaks", "buy milk\u2028call mom\u2029pay rent\u0085relax", []string{"Buy milk", "Call mom", "Pay rent", "Relax"}},
+		{"c1 control", "buy\u0090milk", []string{"Buy milk"}},
+		{"odd spaces", "buy\u00a0\u00a0milk\u3000now", []string{"Buy milk now"}},
 		{"punctuation only", "!!! ??? ... ;;; ---", nil},
 	}
 	for _, tc := range tests {
