@@ -266,18 +266,21 @@ func measure(ctx context.Context, o options, pl *planner, ip *inProcess, ep, bas
 	if err != nil {
 		return endpointResult{}, err
 	}
-	var before, after storeStats
-	var haveStats bool
-	var onMeasure func(bool)
-	if ip != nil && ep != epCeiling && ep != epHealth {
-		onMeasure = func(starting bool) {
-			st, ok := ip.storeStats(ep)
-			haveStats = ok
-			if starting {
-				before = st
-			} else {
-				after = st
-			}
+	var (
+		before, after       storeStats
+		haveStats           bool
+		cpuBefore, cpuAfter time.Duration
+	)
+	withStore := ip != nil && ep != epCeiling && ep != epHealth
+	onMeasure := func(starting bool) {
+		var st storeStats
+		if withStore {
+			st, haveStats = ip.storeStats(ep)
+		}
+		if starting {
+			before, cpuBefore = st, processCPU()
+		} else {
+			after, cpuAfter = st, processCPU()
 		}
 	}
 
@@ -298,6 +301,10 @@ func measure(ctx context.Context, o options, pl *planner, ip *inProcess, ep, bas
 	}
 	if res.elapsed > 0 {
 		row.RPS = float64(res.requests) / res.elapsed.Seconds()
+	}
+	if res.requests > 0 && cpuAfter > cpuBefore {
+		row.CPUPerRequestUs = float64((cpuAfter - cpuBefore).Microseconds()) / float64(res.requests)
+		row.CPUCores = (cpuAfter - cpuBefore).Seconds() / res.elapsed.Seconds()
 	}
 	if haveStats && after.commits > before.commits {
 		v := float64(after.writes-before.writes) / float64(after.commits-before.commits)

@@ -8,8 +8,19 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
+
+// processCPU is the CPU time this process has used, user and system, in
+// all threads: server and load generator together.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
 
 // heapObjectsMetric is the bytes of live and not-yet-swept heap objects, the
 // runtime/metrics twin of MemStats.HeapAlloc; reading it does not stop the

@@ -11,18 +11,23 @@ import (
 
 // endpointResult is one row of the report.
 type endpointResult struct {
-	Endpoint      string        `json:"endpoint"`
-	Concurrency   int           `json:"concurrency"`
-	Requests      uint64        `json:"requests"`
-	Errors        uint64        `json:"errors"`
-	RPS           float64       `json:"requests_per_second"`
-	P50Ms         float64       `json:"p50_ms"`
-	P95Ms         float64       `json:"p95_ms"`
-	P99Ms         float64       `json:"p99_ms"`
-	MaxMs         float64       `json:"max_ms"`
-	VsCeiling     *float64      `json:"vs_ceiling,omitempty"` // RPS / ceiling RPS
-	PeakHeapBytes uint64        `json:"peak_heap_bytes"`
-	ErrorSamples  []errorSample `json:"error_samples,omitempty"`
+	Endpoint      string   `json:"endpoint"`
+	Concurrency   int      `json:"concurrency"`
+	Requests      uint64   `json:"requests"`
+	Errors        uint64   `json:"errors"`
+	RPS           float64  `json:"requests_per_second"`
+	P50Ms         float64  `json:"p50_ms"`
+	P95Ms         float64  `json:"p95_ms"`
+	P99Ms         float64  `json:"p99_ms"`
+	MaxMs         float64  `json:"max_ms"`
+	VsCeiling     *float64 `json:"vs_ceiling,omitempty"` // RPS / ceiling RPS
+	PeakHeapBytes uint64   `json:"peak_heap_bytes"`
+	// CPU time of the whole process (server and load generator) per
+	// measured request, and the cores it kept busy: on a shared machine the
+	// CPU cost is steadier than the throughput.
+	CPUPerRequestUs float64       `json:"cpu_us_per_request"`
+	CPUCores        float64       `json:"cpu_cores_used"`
+	ErrorSamples    []errorSample `json:"error_samples,omitempty"`
 	// Reconcile only.
 	Durability          *durability `json:"durability,omitempty"`
 	ReconcilesPerCommit *float64    `json:"writes_per_commit,omitempty"`
@@ -166,14 +171,15 @@ func (r *report) writeText(w io.Writer) error {
 	if len(r.Endpoints) > 0 {
 		fmt.Fprintln(w)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "endpoint\tconc\trequests\treq/s\tp50 ms\tp95 ms\tp99 ms\tmax ms\terrors\tvs ceiling\tpeak heap\t")
+		fmt.Fprintln(tw, "endpoint\tconc\trequests\treq/s\tp50 ms\tp95 ms\tp99 ms\tmax ms\terrors\tvs ceiling\tcpu µs/req\tcores\tpeak heap\t")
 		for _, e := range r.Endpoints {
 			vs := "-"
 			if e.VsCeiling != nil {
 				vs = fmt.Sprintf("%.0f%%", *e.VsCeiling*100)
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%s\t%s\t\n",
-				e.Endpoint, e.Concurrency, e.Requests, e.RPS, e.P50Ms, e.P95Ms, e.P99Ms, e.MaxMs, e.Errors, vs, mib(e.PeakHeapBytes))
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%s\t%.0f\t%.2f\t%s\t\n",
+				e.Endpoint, e.Concurrency, e.Requests, e.RPS, e.P50Ms, e.P95Ms, e.P99Ms, e.MaxMs, e.Errors, vs,
+				e.CPUPerRequestUs, e.CPUCores, mib(e.PeakHeapBytes))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
