@@ -785,3 +785,49 @@ func TestCallerGivesUpAfterQueueing(t *testing.T) {
 		t.Errorf("Total = %d, want 8: a queued write still commits", got)
 	}
 }
+
+// FuzzKeys: any install id and feature name, including NUL bytes, invalid
+// UTF-8, SQL and URI metacharacters, is stored and found exactly as given.
+func FuzzKeys(f *testing.F) {
+	for _, seed := range []struct {
+		id, feature string
+		n           int64
+	}{
+		{"install-00000001", "breakdown", 3},
+		{"", "", 0},
+		{"a\x00b", "\x00", 1},
+		{"\xff\xfe\xfd", "feature\xc3", 2},
+		{"'; DROP TABLE usage_counts; --", "?_pragma=query_only(1)", 5},
+		{"install-é✓日本", "%41%00", math.MaxInt64},
+		{strings.Repeat("x", 128), strings.Repeat("y", 64), 1 << 53},
+	} {
+		f.Add(seed.id, seed.feature, seed.n)
+	}
+	s := MustOpenDB(f)
+	ctx := context.Background()
+	f.Fuzz(func(t *testing.T, id, feature string, n int64) {
+		if n < 0 {
+			if _, err := s.Reconcile(ctx, id, feature, n); !errors.Is(err, sqlite.ErrCountRange) {
+				t.Fatalf("Reconcile(%d): %v, want ErrCountRange", n, err)
+			}
+			return
+		}
+		got, err := s.Reconcile(ctx, id, feature, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got < n {
+			t.Fatalf("Reconcile(%d) = %d", n, got)
+		}
+		if again, err := s.Reconcile(ctx, id, feature, 0); err != nil || again != got {
+			t.Fatalf("Reconcile(0) = %d, %v; want %d", again, err, got)
+		}
+		total, err := s.Total(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if total < got {
+			t.Fatalf("Total = %d, below the feature's %d", total, got)
+		}
+	})
+}
