@@ -58,6 +58,7 @@ type options struct {
 	target        string
 	json          bool
 	cpuProfile    string
+	memProfile    string
 	limiterKeys   int
 }
 
@@ -73,6 +74,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.target, "target", "", "base URL of a running server to load instead of the in-process one")
 	fs.BoolVar(&o.json, "json", false, "print one JSON document instead of the table")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the HTTP runs to this file")
+	fs.StringVar(&o.memProfile, "memprofile", "", "write an allocation profile of the HTTP runs to this file")
 	fs.IntVar(&o.limiterKeys, "limiter-keys", 1_000_000, "distinct install ids and IPs for the limiter memory benchmark")
 	if err := fs.Parse(args[1:]); err != nil {
 		return o, err
@@ -252,6 +254,11 @@ func runHTTP(ctx context.Context, o options, eps []string, rep *report) (err err
 			rep.Endpoints[i].VsCeiling = &v
 		}
 	}
+	if o.memProfile != "" {
+		if err := writeAllocProfile(o.memProfile); err != nil {
+			return err
+		}
+	}
 	heap.reset()
 	rep.PeakHeapBytes = heap.overall.Load()
 	rep.PeakRSSBytes, _ = procStatus()
@@ -315,4 +322,18 @@ func measure(ctx context.Context, o options, pl *planner, ip *inProcess, ep, bas
 		row.Durability = &d
 	}
 	return row, nil
+}
+
+// writeAllocProfile writes the allocations sampled since the process
+// started (setup included; the load runs dominate it).
+func writeAllocProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
