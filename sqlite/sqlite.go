@@ -20,6 +20,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -192,13 +193,9 @@ func Open(ctx context.Context, path string, opts ...Option) (_ *Store, err error
 	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
 		return nil, fmt.Errorf("%w: cannot create the folder of the usage database: %w", offload.ErrStorage, err)
 	}
-	// Create the file ourselves so that it, and the -wal and -shm files SQLite
-	// gives the same mode, are private to the service's user.
-	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
+	if err := createFile(abs); err != nil {
 		return nil, fmt.Errorf("%w: cannot open the usage database file: %w", offload.ErrStorage, err)
 	}
-	f.Close()
 
 	s := &Store{
 		cfg: cfg,
@@ -265,6 +262,34 @@ func Open(ctx context.Context, path string, opts ...Option) (_ *Store, err error
 
 	go s.writer()
 	return s, nil
+}
+
+// createFile creates the database file if it is missing, so that it, and
+// the -wal and -shm files SQLite gives the same mode, are private to the
+// service's user; and syncs the folder, so the new file's name survives a
+// power cut along with the counts committed into it. An existing file must
+// be readable and writable.
+func createFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		f, err = os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			return err
+		}
+		return f.Close()
+	}
+	if err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	dir, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return dir.Sync()
 }
 
 // dataSourceName is a file: URI, so any path works (the driver would cut a

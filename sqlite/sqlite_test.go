@@ -417,12 +417,15 @@ func writeFile(t *testing.T, path string, data []byte) {
 func damagedDB(t *testing.T, path string) {
 	t.Helper()
 	s := MustOpenPath(t, path)
-	for i := range 300 {
-		if _, err := s.Reconcile(context.Background(), fmt.Sprintf("install-%0120d", i), "breakdown", int64(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
 	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db := rawDB(t, path)
+	if _, err := db.Exec(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300)
+		INSERT INTO usage_counts SELECT printf('install-%0120d', i), 'breakdown', i, 'x', 'x' FROM n`); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
 	data, err := os.ReadFile(path)
@@ -469,6 +472,7 @@ func TestOpenFailures(t *testing.T) {
 				t.Fatal("Open succeeded")
 			}
 			checkStorageErr(t, err, tc.want)
+			t.Log(err)
 		})
 	}
 }
