@@ -187,7 +187,13 @@ func (s *Store) begin(ctx context.Context) error {
 			return err
 		}
 		s.busyRetries.Add(1)
-		time.Sleep(min(backoff, left))
+		t := time.NewTimer(min(backoff, left))
+		select {
+		case <-t.C:
+		case <-ctx.Done(): // only Open passes a context that can end
+			t.Stop()
+			return ctx.Err()
+		}
 		backoff = min(2*backoff, 100*time.Millisecond)
 	}
 }
