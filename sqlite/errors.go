@@ -47,7 +47,7 @@ func reason(err error) string {
 	case errors.Is(err, errNotDurable):
 		return "cannot run the database in WAL mode with synchronous=FULL"
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		return "operation cancelled"
+		return "operation cancelled or timed out"
 	}
 	switch sqliteCode(err) {
 	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:

@@ -128,7 +128,7 @@ func WithReadConns(n int) Option {
 type Stats struct {
 	Commits     uint64 // write transactions committed
 	Writes      uint64 // reconciles and increments acknowledged by those commits
-	MaxBatch    uint64 // most writes in one commit
+	MaxBatch    uint64 // largest batch committed
 	BusyRetries uint64 // times the write lock was busy and taking it was retried
 	Failures    uint64 // batches failed with a storage error
 }
@@ -213,7 +213,7 @@ func Open(ctx context.Context, path string, opts ...Option) (_ *Store, err error
 	openOp := "open usage database " + strconv.Quote(abs)
 	ms, err := loadMigrations(migrationFiles)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", offload.ErrStorage, err)
 	}
 
 	dsn := dataSourceName(abs, cfg.busyTimeout)

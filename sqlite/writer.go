@@ -148,17 +148,20 @@ func (s *Store) commitBatch(batch []*request, results []result) {
 		s.fail(batch, storageErr("commit", err))
 		return
 	}
+	// Counters first, so a caller that has its answer sees them updated.
 	var written uint64
-	for i, r := range batch {
+	for i := range batch {
 		if results[i].err == nil {
 			written++
 		}
-		r.reply <- results[i]
 	}
 	s.commits.Add(1)
 	s.writes.Add(written)
 	if n := uint64(len(batch)); n > s.maxBatch.Load() {
 		s.maxBatch.Store(n) // only the writer stores it
+	}
+	for i, r := range batch {
+		r.reply <- results[i]
 	}
 }
 
