@@ -326,7 +326,9 @@ func TestGenerateTimeout(t *testing.T) {
 	if offload.ErrorCode(err) != offload.CodeProviderTimeout {
 		t.Errorf("code = %q", offload.ErrorCode(err))
 	}
-	if n := h.srv.Count(); n != 3 {
+	// ≤ 3: on a loaded machine an attempt may time out before it reaches
+	// the fake.
+	if n := h.srv.Count(); n < 1 || n > 3 {
 		t.Errorf("upstream requests = %d, want 3", n)
 	}
 	if n := len(h.slept()); n != 2 {
@@ -337,7 +339,9 @@ func TestGenerateTimeout(t *testing.T) {
 // A timeout followed by a 500 is a request failure: only the last failure
 // decides between 504 and 502.
 func TestGenerateLastFailureDecides(t *testing.T) {
-	h := newHarness(t, func(c *config.OpenAI) { c.Timeout = 50 * time.Millisecond; c.Retry.MaxAttempts = 2 })
+	// 200 ms so that the hanging attempt surely reaches the fake, keeping
+	// the script's order.
+	h := newHarness(t, func(c *config.OpenAI) { c.Timeout = 200 * time.Millisecond; c.Retry.MaxAttempts = 2 })
 	h.srv.Enqueue(openaitest.Response{Hang: true}, openaitest.Response{Status: 500})
 	_, err := h.p.Generate(context.Background(), testRequest())
 	if pe := providerError(t, err); pe.Failure != offload.ProviderRequestFailed || pe.Class != "status_500" {
@@ -614,7 +618,9 @@ func TestGenerateCallerDeadline(t *testing.T) {
 	defer cancel()
 	_, err := h.p.Generate(ctx, testRequest())
 	pe := providerError(t, err)
-	if pe.Failure != offload.ProviderTimeout || pe.Class != "deadline" || !errors.Is(err, context.DeadlineExceeded) || h.srv.Count() != 1 {
+	// Count ≤ 1: on a loaded machine the deadline may pass before the request
+	// reaches the fake; either way there is no second attempt.
+	if pe.Failure != offload.ProviderTimeout || pe.Class != "deadline" || !errors.Is(err, context.DeadlineExceeded) || h.srv.Count() > 1 {
 		t.Errorf("got %+v (%v), %d requests", pe, err, h.srv.Count())
 	}
 }

@@ -168,11 +168,20 @@ func TestHangCountsCancel(t *testing.T) {
 	s := NewServer()
 	defer s.Close()
 	s.Enqueue(Response{Hang: true})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.URL+"/chat/completions", strings.NewReader(chatBody))
-	if res, err := http.DefaultClient.Do(req); err == nil {
-		res.Body.Close()
+	errc := make(chan error, 1)
+	go func() {
+		res, err := http.DefaultClient.Do(req)
+		if err == nil {
+			res.Body.Close()
+		}
+		errc <- err
+	}()
+	waitFor(t, func() bool { return s.Count() == 1 })
+	cancel()
+	if err := <-errc; err == nil {
 		t.Fatal("a hanging answer returned")
 	}
 	waitFor(t, func() bool { return s.Canceled() == 1 })
@@ -187,13 +196,19 @@ func TestDelay(t *testing.T) {
 		t.Errorf("answered after %v, want ≥ 40ms", d)
 	}
 	// A client that gives up during the delay is counted.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+	s2 := NewServer(WithDelay(time.Hour))
+	defer s2.Close()
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.URL+"/chat/completions", strings.NewReader(chatBody))
-	if res, err := http.DefaultClient.Do(req); err == nil {
-		res.Body.Close()
-	}
-	waitFor(t, func() bool { return s.Canceled() == 1 })
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s2.URL+"/chat/completions", strings.NewReader(chatBody))
+	go func() {
+		if res, err := http.DefaultClient.Do(req); err == nil {
+			res.Body.Close()
+		}
+	}()
+	waitFor(t, func() bool { return s2.Count() == 1 })
+	cancel()
+	waitFor(t, func() bool { return s2.Canceled() == 1 })
 }
 
 func TestCloseReleasesHangingRequests(t *testing.T) {
