@@ -250,8 +250,13 @@ func runHTTP(ctx context.Context, o options, eps []string, rep *report) (err err
 	}
 	if c := rep.endpoint(epCeiling); c != nil && c.RPS > 0 {
 		for i := range rep.Endpoints {
-			v := rep.Endpoints[i].RPS / c.RPS
-			rep.Endpoints[i].VsCeiling = &v
+			e := &rep.Endpoints[i]
+			v := e.RPS / c.RPS
+			e.VsCeiling = &v
+			if e.CPUPerRequestUs > 0 && c.CPUPerRequestUs > 0 {
+				cv := c.CPUPerRequestUs / e.CPUPerRequestUs
+				e.CPUVsCeiling = &cv
+			}
 		}
 	}
 	if o.memProfile != "" {

@@ -56,8 +56,9 @@ func TestRunMeasuresEveryEndpoint(t *testing.T) {
 			t.Errorf("%s: requests=%d errors=%d rps=%v, want requests > 0, no errors (samples %v)",
 				ep, e.Requests, e.Errors, e.RPS, e.ErrorSamples)
 		}
-		if e.VsCeiling == nil {
-			t.Errorf("%s: no ratio to the ceiling", ep)
+		if e.VsCeiling == nil || e.CPUVsCeiling == nil || e.CPUPerRequestUs <= 0 {
+			t.Errorf("%s: ratio to the ceiling %v, by CPU %v, CPU per request %v: want all measured",
+				ep, e.VsCeiling, e.CPUVsCeiling, e.CPUPerRequestUs)
 		}
 		if e.P50Ms > e.P99Ms || e.P99Ms > e.MaxMs {
 			t.Errorf("%s: quantiles out of order: p50 %v p99 %v max %v", ep, e.P50Ms, e.P99Ms, e.MaxMs)
