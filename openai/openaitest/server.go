@@ -176,12 +176,16 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, nil)
 		return
 	}
-	s.count.Add(1)
-
+	// Count a request only once its body is in, so a caller that sees
+	// Count() rise and then cancels is always seen as Canceled.
 	if !s.scripted.Load() && !s.record {
 		// Hot path: drain the body so the connection is reused, then answer
 		// with the precomputed bytes.
-		_, _ = io.Copy(io.Discard, r.Body)
+		if _, err := io.Copy(io.Discard, r.Body); err != nil {
+			s.readFailed(r)
+			return
+		}
+		s.count.Add(1)
 		if !s.wait(r.Context(), s.delay) {
 			return
 		}
@@ -191,8 +195,10 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 
 	raw, err := io.ReadAll(r.Body)
 	if err != nil {
+		s.readFailed(r)
 		return
 	}
+	s.count.Add(1)
 	req := decodeRequest(raw, r.Header)
 	resp, ok := s.next(req)
 	if !ok {
@@ -200,6 +206,11 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	}
 	s.write(w, r, resp)
 }
+
+// readFailed counts a request whose caller went away while sending it (the
+// request context may not be done yet: net/http notices a closed connection
+// only after the body is read).
+func (s *Server) readFailed(*http.Request) { s.canceled.Add(1) }
 
 // next records req and picks the scripted answer; ok is false when nothing
 // is scripted for it.
