@@ -116,7 +116,7 @@ func (w *workerState) sample(what string) {
 // measured; requests running at the end are allowed to finish but are not
 // counted. onMeasure, if set, is called when measuring starts and ends (for
 // store statistics snapshots).
-func runLoad(ctx context.Context, client *http.Client, plans []*plan, warmup, d time.Duration, onMeasure func(starting bool)) loadResult {
+func runLoad(ctx context.Context, newSender func(*plan) sender, plans []*plan, warmup, d time.Duration, onMeasure func(starting bool)) loadResult {
 	states := make([]workerState, len(plans))
 	start := time.Now()
 	mStart := start.Add(warmup)
@@ -124,7 +124,11 @@ func runLoad(ctx context.Context, client *http.Client, plans []*plan, warmup, d 
 
 	var wg sync.WaitGroup
 	for i, p := range plans {
-		wg.Go(func() { drive(ctx, client, p, &states[i], mStart, mEnd) })
+		snd := newSender(p)
+		wg.Go(func() {
+			defer closeSender(snd)
+			drive(ctx, snd, p, &states[i], mStart, mEnd)
+		})
 	}
 	if onMeasure != nil {
 		sleepUntil(ctx, mStart)
@@ -164,6 +168,13 @@ func runLoad(ctx context.Context, client *http.Client, plans []*plan, warmup, d 
 	return res
 }
 
+// closeSender releases a sender's own connection, if it has one.
+func closeSender(s sender) {
+	if c, ok := s.(io.Closer); ok {
+		_ = c.Close()
+	}
+}
+
 func sleepUntil(ctx context.Context, t time.Time) {
 	d := time.Until(t)
 	if d <= 0 {
@@ -179,13 +190,13 @@ func sleepUntil(ctx context.Context, t time.Time) {
 
 // drive is one closed-loop client: it sends the next request as soon as the
 // previous one is fully read.
-func drive(ctx context.Context, client *http.Client, p *plan, st *workerState, mStart, mEnd time.Time) {
+func drive(ctx context.Context, snd sender, p *plan, st *workerState, mStart, mEnd time.Time) {
 	for ctx.Err() == nil {
 		t0 := time.Now()
 		if !t0.Before(mEnd) {
 			return
 		}
-		failure := send(client, p, st)
+		failure := snd.send(p, st)
 		t1 := time.Now()
 		if failure != "" {
 			st.sample(failure)
@@ -200,16 +211,28 @@ func drive(ctx context.Context, client *http.Client, p *plan, st *workerState, m
 	}
 }
 
-// send performs one request and reads the reply to the end. It returns ""
-// on success or a short, content-free label of the failure.
-func send(client *http.Client, p *plan, st *workerState) string {
-	resp, err := client.Do(p.prepare())
+// sender performs one request of a plan and reads the reply to the end. It
+// returns "" on success or a short, content-free label of the failure.
+type sender interface {
+	send(p *plan, st *workerState) string
+}
+
+// clientSender sends through the shared keep-alive http.Client.
+type clientSender struct{ client *http.Client }
+
+func (c clientSender) send(p *plan, st *workerState) string {
+	resp, err := c.client.Do(p.prepare())
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			return "canceled"
 		}
 		return "transport error"
 	}
+	return readReply(resp, p, st)
+}
+
+// readReply reads resp to the end, closes it and judges it.
+func readReply(resp *http.Response, p *plan, st *workerState) string {
 	defer resp.Body.Close()
 	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
 	if ok && p.verify == nil {
@@ -222,7 +245,9 @@ func send(client *http.Client, p *plan, st *workerState) string {
 	if _, err := st.buf.ReadFrom(io.LimitReader(resp.Body, 1<<20)); err != nil {
 		return "transport error (reading body)"
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return "transport error (reading body)"
+	}
 	if !ok {
 		return "status " + strconv.Itoa(resp.StatusCode) + " " + errorCode(st.buf.Bytes())
 	}

@@ -31,6 +31,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strings"
 	"syscall"
@@ -49,6 +50,12 @@ func main() {
 	}
 }
 
+// Load generator clients.
+const (
+	clientNetHTTP = "nethttp"
+	clientLean    = "lean"
+)
+
 type options struct {
 	concurrency   int
 	duration      time.Duration
@@ -59,7 +66,9 @@ type options struct {
 	json          bool
 	cpuProfile    string
 	memProfile    string
+	traceFile     string
 	limiterKeys   int
+	client        string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -74,6 +83,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.target, "target", "", "base URL of a running server to load instead of the in-process one")
 	fs.BoolVar(&o.json, "json", false, "print one JSON document instead of the table")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the HTTP runs to this file")
+	fs.StringVar(&o.client, "client", clientNetHTTP, "load generator client: "+clientNetHTTP+" (one shared keep-alive http.Client) or "+clientLean+" (a raw keep-alive connection per worker, cheaper, HTTP/1.1 over plain TCP)")
+	fs.StringVar(&o.traceFile, "trace", "", "write a runtime execution trace of the HTTP runs to this file (go tool trace)")
 	fs.StringVar(&o.memProfile, "memprofile", "", "write an allocation profile of the HTTP runs to this file")
 	fs.IntVar(&o.limiterKeys, "limiter-keys", 1_000_000, "distinct install ids and IPs for the limiter memory benchmark")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -94,9 +105,15 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	case o.limiterKeys < 1:
 		return o, errors.New("-limiter-keys must be at least 1")
 	}
+	if o.client != clientNetHTTP && o.client != clientLean {
+		return o, fmt.Errorf("-client must be %s or %s", clientNetHTTP, clientLean)
+	}
 	o.target = strings.TrimRight(o.target, "/")
 	if o.target != "" && !strings.HasPrefix(o.target, "http://") && !strings.HasPrefix(o.target, "https://") {
 		return o, errors.New("-target must be an http:// or https:// URL")
+	}
+	if o.client == clientLean && strings.HasPrefix(o.target, "https://") {
+		return o, errors.New("-client lean speaks plain HTTP only; use -client nethttp for an https target")
 	}
 	for e := range strings.SplitSeq(*eps, ",") {
 		e = strings.TrimSpace(e)
@@ -134,6 +151,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		DurationMs:      o.duration.Milliseconds(),
 		WarmupMs:        o.warmup.Milliseconds(),
 		UpstreamDelayMs: float64(o.upstreamDelay.Microseconds()) / 1000,
+		Client:          o.client,
 		Endpoints:       []endpointResult{},
 	}
 	if o.target != "" {
@@ -200,6 +218,18 @@ func runHTTP(ctx context.Context, o options, eps []string, rep *report) (err err
 			return err
 		}
 		defer pprof.StopCPUProfile()
+	}
+
+	if o.traceFile != "" {
+		f, err := os.Create(o.traceFile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			return err
+		}
+		defer trace.Stop()
 	}
 
 	var ip *inProcess
@@ -282,6 +312,7 @@ func measure(ctx context.Context, o options, pl *planner, ip *inProcess, ep, bas
 		before, after       storeStats
 		haveStats           bool
 		cpuBefore, cpuAfter time.Duration
+		machine             [2][2]uint64 // busy, total ticks at start and end
 	)
 	withStore := ip != nil && ep != epCeiling && ep != epHealth
 	onMeasure := func(starting bool) {
@@ -289,16 +320,23 @@ func measure(ctx context.Context, o options, pl *planner, ip *inProcess, ep, bas
 		if withStore {
 			st, haveStats = ip.storeStats(ep)
 		}
+		busy, total := machineBusy()
 		if starting {
 			before, cpuBefore = st, processCPU()
+			machine[0] = [2]uint64{busy, total}
 		} else {
 			after, cpuAfter = st, processCPU()
+			machine[1] = [2]uint64{busy, total}
 		}
 	}
 
 	runtime.GC()
 	heap.reset()
-	res := runLoad(ctx, pl.client, plans, o.warmup, o.duration, onMeasure)
+	newSender := func(*plan) sender { return clientSender{pl.client} }
+	if o.client == clientLean {
+		newSender = func(p *plan) sender { return newLeanSender(ctx, p) }
+	}
+	res := runLoad(ctx, newSender, plans, o.warmup, o.duration, onMeasure)
 	row := endpointResult{
 		Endpoint:      ep,
 		Concurrency:   o.concurrency,
@@ -317,6 +355,11 @@ func measure(ctx context.Context, o options, pl *planner, ip *inProcess, ep, bas
 	if res.requests > 0 && cpuAfter > cpuBefore {
 		row.CPUPerRequestUs = float64((cpuAfter - cpuBefore).Microseconds()) / float64(res.requests)
 		row.CPUCores = (cpuAfter - cpuBefore).Seconds() / res.elapsed.Seconds()
+	}
+	if dt := machine[1][1] - machine[0][1]; machine[0][1] > 0 && dt > 0 {
+		// Ticks are summed over all CPUs, so busy/total is the machine's
+		// busy share; times NumCPU it is in cores, comparable to CPUCores.
+		row.MachineCores = float64(machine[1][0]-machine[0][0]) / float64(dt) * float64(runtime.NumCPU())
 	}
 	if haveStats && after.commits > before.commits {
 		v := float64(after.writes-before.writes) / float64(after.commits-before.commits)

@@ -37,11 +37,20 @@ func decodeReport(t *testing.T, out []byte) report {
 }
 
 func TestRunMeasuresEveryEndpoint(t *testing.T) {
+	for _, client := range []string{clientNetHTTP, clientLean} {
+		t.Run(client, func(t *testing.T) { testEveryEndpoint(t, client) })
+	}
+}
+
+func testEveryEndpoint(t *testing.T, client string) {
 	var stdout, stderr bytes.Buffer
-	if err := run(t.Context(), shortRun(), &stdout, &stderr); err != nil {
+	if err := run(t.Context(), shortRun("-client", client), &stdout, &stderr); err != nil {
 		t.Fatalf("run: %v\nstderr: %s\nstdout: %s", err, stderr.String(), stdout.String())
 	}
 	rep := decodeReport(t, stdout.Bytes())
+	if rep.Client != client {
+		t.Errorf("report says client %q, want %q", rep.Client, client)
+	}
 
 	for _, ep := range allEndpoints() {
 		if ep == epLimiter {
@@ -160,7 +169,7 @@ func TestParseFlags(t *testing.T) {
 		check   func(options) bool
 	}{
 		{"defaults", nil, "", func(o options) bool {
-			return o.concurrency == 50 && o.duration.Seconds() == 10 && slices.Equal(o.endpoints, allEndpoints()) && !o.json
+			return o.concurrency == 50 && o.duration.Seconds() == 10 && slices.Equal(o.endpoints, allEndpoints()) && !o.json && o.client == clientNetHTTP
 		}},
 		{"list deduplicated and trimmed", []string{"-endpoints", " generate, reconcile,generate"}, "", func(o options) bool {
 			return slices.Equal(o.endpoints, []string{epGenerate, epReconcile})
@@ -174,6 +183,9 @@ func TestParseFlags(t *testing.T) {
 		{"target not a URL", []string{"-target", "localhost:8080"}, "-target must be", nil},
 		{"stray argument", []string{"health"}, "unexpected arguments", nil},
 		{"bad flag", []string{"-nope"}, "not defined", nil},
+		{"unknown client", []string{"-client", "curl"}, "-client must be", nil},
+		{"lean over https", []string{"-client", "lean", "-target", "https://example.test"}, "plain HTTP only", nil},
+		{"lean", []string{"-client", "lean"}, "", func(o options) bool { return o.client == clientLean }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

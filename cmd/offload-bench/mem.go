@@ -12,6 +12,32 @@ import (
 	"time"
 )
 
+// machineBusy returns the busy and total CPU time of the whole machine in
+// clock ticks (first line of /proc/stat), or zeros where unavailable. The
+// difference to this process's CPU shows how much the neighbours took.
+func machineBusy() (busy, total uint64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	f := bytes.Fields(line)
+	if len(f) < 5 || string(f[0]) != "cpu" {
+		return 0, 0
+	}
+	for i, v := range f[1:] {
+		n, err := strconv.ParseUint(string(v), 10, 64)
+		if err != nil {
+			return 0, 0
+		}
+		total += n
+		if i != 3 && i != 4 { // idle, iowait
+			busy += n
+		}
+	}
+	return busy, total
+}
+
 // processCPU is the CPU time this process has used, user and system, in
 // all threads: server and load generator together.
 func processCPU() time.Duration {

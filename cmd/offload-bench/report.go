@@ -30,9 +30,12 @@ type endpointResult struct {
 	// CPU time of the whole process (server and load generator) per
 	// measured request, and the cores it kept busy: on a shared machine the
 	// CPU cost is steadier than the throughput.
-	CPUPerRequestUs float64       `json:"cpu_us_per_request"`
-	CPUCores        float64       `json:"cpu_cores_used"`
-	ErrorSamples    []errorSample `json:"error_samples,omitempty"`
+	CPUPerRequestUs float64 `json:"cpu_us_per_request"`
+	CPUCores        float64 `json:"cpu_cores_used"`
+	// MachineCores is how busy the whole machine was, in cores: more than
+	// CPUCores means neighbours took CPU during this run.
+	MachineCores float64       `json:"machine_cores_busy"`
+	ErrorSamples []errorSample `json:"error_samples,omitempty"`
 	// Reconcile only.
 	Durability          *durability `json:"durability,omitempty"`
 	ReconcilesPerCommit *float64    `json:"writes_per_commit,omitempty"`
@@ -59,6 +62,7 @@ type report struct {
 	DurationMs      int64            `json:"duration_ms"`
 	WarmupMs        int64            `json:"warmup_ms"`
 	UpstreamDelayMs float64          `json:"upstream_delay_ms"`
+	Client          string           `json:"client"` // load generator client
 	Endpoints       []endpointResult `json:"endpoints"`
 	Skipped         []skipped        `json:"skipped,omitempty"`
 	PeakHeapBytes   uint64           `json:"peak_heap_bytes"` // whole process during the HTTP runs
@@ -165,7 +169,7 @@ func (r *report) summarize() {
 	if len(r.Targets) > 0 {
 		parts = append(parts, fmt.Sprintf("targets %d/%d met", met, len(r.Targets)))
 	}
-	r.Summary = fmt.Sprintf("offload-bench %s -c %d: %s", r.Date, r.Concurrency, strings.Join(parts, "; "))
+	r.Summary = fmt.Sprintf("offload-bench %s -client %s -c %d: %s", r.Date, r.Client, r.Concurrency, strings.Join(parts, "; "))
 }
 
 func (r *report) writeJSON(w io.Writer) error {
@@ -179,18 +183,18 @@ func (r *report) writeText(w io.Writer) error {
 	if r.Target != "" {
 		fmt.Fprintf(w, " %s", r.Target)
 	}
-	fmt.Fprintf(w, ", -c %d, -d %v, -warmup %v, -upstream-delay %vms\n",
-		r.Concurrency, time.Duration(r.DurationMs)*time.Millisecond, time.Duration(r.WarmupMs)*time.Millisecond, r.UpstreamDelayMs)
+	fmt.Fprintf(w, ", -client %s, -c %d, -d %v, -warmup %v, -upstream-delay %vms\n",
+		r.Client, r.Concurrency, time.Duration(r.DurationMs)*time.Millisecond, time.Duration(r.WarmupMs)*time.Millisecond, r.UpstreamDelayMs)
 	fmt.Fprintln(w, "load generator and server share this machine's cores")
 
 	if len(r.Endpoints) > 0 {
 		fmt.Fprintln(w)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "endpoint\tconc\trequests\treq/s\tp50 ms\tp95 ms\tp99 ms\tmax ms\terrors\tvs ceiling\tcpu µs/req\tcpu vs ceiling\tcores\tpeak heap\t")
+		fmt.Fprintln(tw, "endpoint\tconc\trequests\treq/s\tp50 ms\tp95 ms\tp99 ms\tmax ms\terrors\tvs ceiling\tcpu µs/req\tcpu vs ceiling\tcores\tmachine\tpeak heap\t")
 		for _, e := range r.Endpoints {
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%s\t%.0f\t%s\t%.2f\t%s\t\n",
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%s\t%.0f\t%s\t%.2f\t%.2f\t%s\t\n",
 				e.Endpoint, e.Concurrency, e.Requests, e.RPS, e.P50Ms, e.P95Ms, e.P99Ms, e.MaxMs, e.Errors, percent(e.VsCeiling),
-				e.CPUPerRequestUs, percent(e.CPUVsCeiling), e.CPUCores, mib(e.PeakHeapBytes))
+				e.CPUPerRequestUs, percent(e.CPUVsCeiling), e.CPUCores, e.MachineCores, mib(e.PeakHeapBytes))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
