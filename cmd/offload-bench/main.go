@@ -43,9 +43,12 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/offload-app/offload/internal/app"
 )
 
 func main() {
+	app.SpareProcForSyscalls(os.Getenv)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args, os.Stdout, os.Stderr); err != nil {
