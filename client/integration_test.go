@@ -8,18 +8,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/offload-app/offload"
-	"github.com/offload-app/offload/config"
-	"github.com/offload-app/offload/internal/app"
+	"github.com/offload-app/offload/internal/apptest"
 	"github.com/offload-app/offload/openai/openaitest"
 )
 
@@ -65,43 +62,17 @@ func (t *tap) seen(path string) []int {
 }
 
 type realServer struct {
-	URL      string
-	tap      *tap
-	upstream *openaitest.Server
+	*apptest.Server
+	tap *tap
 }
 
-// startRealServer runs the real server for env (on top of the test
-// defaults) against a fake OpenAI upstream.
+// startRealServer runs the real server for env (on top of apptest's
+// defaults) behind a tap.
 func startRealServer(t *testing.T, env map[string]string) *realServer {
 	t.Helper()
-	up := openaitest.NewServer()
-	t.Cleanup(up.Close)
-	vars := map[string]string{
-		"OFFLOAD_USAGE_DB_PATH":                   filepath.Join(t.TempDir(), "usage.sqlite3"),
-		"OFFLOAD_AI_PROVIDER":                     "openai",
-		"OFFLOAD_OPENAI_API_KEY":                  "test-key",
-		"OFFLOAD_OPENAI_BASE_URL":                 up.URL,
-		"OFFLOAD_OPENAI_RETRY_MAX_ATTEMPTS":       "1",
-		"OFFLOAD_OPENAI_RETRY_BASE_DELAY_SECONDS": "0",
-	}
-	for k, v := range env {
-		vars[k] = v
-	}
-	cfg, err := config.Load(func(k string) string { return vars[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := app.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tp := &tap{h: a.Handler(), statuses: map[string][]int{}}
-	srv := httptest.NewServer(tp)
-	t.Cleanup(func() {
-		srv.Close()
-		a.Close()
-	})
-	return &realServer{URL: srv.URL, tap: tp, upstream: up}
+	tp := &tap{statuses: map[string][]int{}}
+	srv := apptest.Start(t, env, apptest.WithWrap(func(h http.Handler) http.Handler { tp.h = h; return tp }))
+	return &realServer{Server: srv, tap: tp}
 }
 
 type appFixture struct {
@@ -158,8 +129,8 @@ func TestRealConsentOnUsesCloud(t *testing.T) {
 		res.Usage.InputTokens != openaitest.DefaultPromptTokens || res.Usage.OutputTokens != openaitest.DefaultCompletionTokens {
 		t.Fatalf("result = %+v", res)
 	}
-	if srv.upstream.Count() != 1 || fx.local(t) != 1 {
-		t.Fatalf("upstream calls %d, local count %d; want 1 and 1", srv.upstream.Count(), fx.local(t))
+	if srv.Upstream.Count() != 1 || fx.local(t) != 1 {
+		t.Fatalf("upstream calls %d, local count %d; want 1 and 1", srv.Upstream.Count(), fx.local(t))
 	}
 }
 
@@ -227,7 +198,7 @@ func TestRealUnauthorizedRefreshesOnceAndRetries(t *testing.T) {
 func TestRealFallbacks(t *testing.T) {
 	t.Run("provider 5xx", func(t *testing.T) {
 		srv := startRealServer(t, nil)
-		srv.upstream.Respond(func(openaitest.Request) openaitest.Response { return openaitest.Response{Status: 500} })
+		srv.Upstream.Respond(func(openaitest.Request) openaitest.Response { return openaitest.Response{Status: 500} })
 		fx := newAppFixture(t, srv.URL, true)
 		res, err := fx.svc.Generate(context.Background(), testReq)
 		if err != nil {

@@ -11,30 +11,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/offload-app/offload/internal/apptest"
 	"github.com/offload-app/offload/openai/openaitest"
 )
-
-// syncBuffer collects the server's log output across goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 func getenvFrom(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
@@ -43,7 +25,7 @@ func getenvFrom(m map[string]string) func(string) string {
 // server is run() in a goroutine.
 type server struct {
 	base   string
-	logs   *syncBuffer
+	logs   *apptest.Buffer
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -52,7 +34,7 @@ type server struct {
 func start(t *testing.T, env map[string]string) *server {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &server{logs: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	s := &server{logs: &apptest.Buffer{}, cancel: cancel, done: make(chan error, 1)}
 	go func() {
 		s.done <- run(ctx, []string{"offload-api", "-addr", "127.0.0.1:0"}, getenvFrom(env), io.Discard, s.logs)
 	}()
@@ -233,7 +215,7 @@ func TestRunRefusesBadConfig(t *testing.T) {
 			if tt.env == nil {
 				args = append(args, "-bogus")
 			}
-			var stderr syncBuffer
+			var stderr apptest.Buffer
 			err := run(context.Background(), args, getenvFrom(env), io.Discard, &stderr)
 			if err == nil {
 				t.Fatal("run accepted bad configuration")
@@ -260,7 +242,7 @@ func TestRunRefusesCorruptDatabase(t *testing.T) {
 	if err := os.WriteFile(path, bytes.Repeat([]byte("not a database "), 400), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var stderr syncBuffer
+	var stderr apptest.Buffer
 	err := run(context.Background(), []string{"offload-api"}, getenvFrom(map[string]string{"OFFLOAD_USAGE_DB_PATH": path, "OFFLOAD_LISTEN_ADDR": "127.0.0.1:0"}), io.Discard, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "usage store") {
 		t.Fatalf("corrupt database accepted: %v", err)

@@ -5,59 +5,28 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 	"unicode"
 
 	"github.com/offload-app/offload"
-	"github.com/offload-app/offload/config"
-	"github.com/offload-app/offload/internal/app"
+	"github.com/offload-app/offload/internal/apptest"
 	"github.com/offload-app/offload/openai/openaitest"
 )
 
-type testServer struct {
-	URL      string
-	upstream *openaitest.Server
-}
-
 // startServer runs the real server in-process against a fake OpenAI.
-func startServer(t *testing.T, env map[string]string) *testServer {
+func startServer(t *testing.T, env map[string]string) *apptest.Server {
 	t.Helper()
-	up := openaitest.NewServer()
-	t.Cleanup(up.Close)
-	vars := map[string]string{
-		"OFFLOAD_USAGE_DB_PATH":                   filepath.Join(t.TempDir(), "usage.sqlite3"),
-		"OFFLOAD_AI_PROVIDER":                     "openai",
-		"OFFLOAD_OPENAI_API_KEY":                  "test-key",
-		"OFFLOAD_OPENAI_BASE_URL":                 up.URL,
-		"OFFLOAD_OPENAI_RETRY_MAX_ATTEMPTS":       "1",
-		"OFFLOAD_OPENAI_RETRY_BASE_DELAY_SECONDS": "0",
-		"OFFLOAD_BUILD_VERSION":                   "v-test",
-	}
+	vars := map[string]string{"OFFLOAD_BUILD_VERSION": "v-test"}
 	for k, v := range env {
 		vars[k] = v
 	}
-	cfg, err := config.Load(func(k string) string { return vars[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := app.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(a.Handler())
-	t.Cleanup(func() {
-		srv.Close()
-		a.Close()
-	})
-	return &testServer{URL: srv.URL, upstream: up}
+	return apptest.Start(t, vars)
 }
 
 // failingServer fails the test when called: for paths that must stay offline.
@@ -290,15 +259,15 @@ func TestBreakdownCloud(t *testing.T) {
 			t.Fatal("substeps missing from JSON")
 		}
 	}
-	if srv.upstream.Count() != 2 {
-		t.Fatalf("upstream calls = %d, want 2", srv.upstream.Count())
+	if srv.Upstream.Count() != 2 {
+		t.Fatalf("upstream calls = %d, want 2", srv.Upstream.Count())
 	}
 }
 
 func TestBreakdownFallsBack(t *testing.T) {
 	t.Run("provider failure", func(t *testing.T) {
 		srv := startServer(t, nil)
-		srv.upstream.Respond(func(openaitest.Request) openaitest.Response { return openaitest.Response{Status: 500} })
+		srv.Upstream.Respond(func(openaitest.Request) openaitest.Response { return openaitest.Response{Status: 500} })
 		e := newEnv(t, srv.URL)
 		e.must("consent", "on")
 		out := e.must("breakdown", "Clean the garage")
@@ -406,8 +375,8 @@ func TestDoctorHealthy(t *testing.T) {
 	if !strings.Contains(out, "- breakdown    skipped: cloud AI is off") || strings.Contains(out, "✗") {
 		t.Fatalf("doctor with consent off = %q", out)
 	}
-	if srv.upstream.Count() != 2 {
-		t.Fatalf("upstream calls = %d, want 2 (none with consent off)", srv.upstream.Count())
+	if srv.Upstream.Count() != 2 {
+		t.Fatalf("upstream calls = %d, want 2 (none with consent off)", srv.Upstream.Count())
 	}
 }
 
@@ -432,7 +401,7 @@ func TestDoctorBroken(t *testing.T) {
 			name: "provider failing",
 			server: func(t *testing.T) string {
 				srv := startServer(t, nil)
-				srv.upstream.Respond(func(openaitest.Request) openaitest.Response { return openaitest.Response{Status: 500} })
+				srv.Upstream.Respond(func(openaitest.Request) openaitest.Response { return openaitest.Response{Status: 500} })
 				return srv.URL
 			},
 			consent: true, wantFail: "breakdown", wantID: "*",
@@ -533,7 +502,7 @@ func TestPrintTree(t *testing.T) {
 }
 
 func TestSpinner(t *testing.T) {
-	var b syncBuffer
+	var b apptest.Buffer
 	stop := startSpinner(&b, "asking the cloud", time.Millisecond)
 	time.Sleep(20 * time.Millisecond) // let a few frames draw
 	stop()
@@ -554,24 +523,6 @@ func TestNoSpinnerWithBuffers(t *testing.T) {
 	if r := e.run("breakdown", "Tidy the desk"); r.stderr != "" || r.code != 0 {
 		t.Fatalf("stderr %q exit %d, want no spinner output", r.stderr, r.code)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the spinner goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // FuzzCleanLine: server text printed to the terminal never carries a

@@ -1,4 +1,4 @@
-package app
+package app_test
 
 import (
 	"bytes"
@@ -13,32 +13,16 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/offload-app/offload"
 	"github.com/offload-app/offload/config"
+	"github.com/offload-app/offload/internal/app"
+	"github.com/offload-app/offload/internal/apptest"
 	"github.com/offload-app/offload/mock"
 	"github.com/offload-app/offload/openai/openaitest"
 )
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 func testConfig(t *testing.T, dir string, env map[string]string) config.Config {
 	t.Helper()
@@ -88,7 +72,7 @@ func stepsJSON(title string) string {
 // file in the data directory holds any of them.
 func TestNoContentRetained(t *testing.T) {
 	dir := t.TempDir()
-	logs := &syncBuffer{}
+	logs := &apptest.Buffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	fake := openaitest.NewServer()
 	defer fake.Close()
@@ -100,7 +84,7 @@ func TestNoContentRetained(t *testing.T) {
 		"OFFLOAD_OPENAI_TIMEOUT_SECONDS": "0.2",
 		"OFFLOAD_MAX_INPUT_CHARS":        "500",
 	})
-	a, err := New(context.Background(), cfg, logger)
+	a, err := app.New(context.Background(), cfg, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +176,7 @@ func TestNoContentRetained(t *testing.T) {
 	panicky := &mock.Provider{GenerateFn: func(context.Context, offload.BreakdownRequest) (offload.Breakdown, error) {
 		panic(errors.New("provider exploded on " + pc.input))
 	}}
-	a2, err := New(context.Background(), testConfig(t, dir, map[string]string{"OFFLOAD_USAGE_DB_PATH": filepath.Join(dir, "second.sqlite3")}), logger, WithProvider(panicky))
+	a2, err := app.New(context.Background(), testConfig(t, dir, map[string]string{"OFFLOAD_USAGE_DB_PATH": filepath.Join(dir, "second.sqlite3")}), logger, app.WithProvider(panicky))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +189,7 @@ func TestNoContentRetained(t *testing.T) {
 
 	// The local provider's answer is content too.
 	lc := newCanaries("local")
-	a3, err := New(context.Background(), testConfig(t, dir, map[string]string{"OFFLOAD_AI_PROVIDER": "local", "OFFLOAD_USAGE_DB_PATH": filepath.Join(dir, "third.sqlite3")}), logger)
+	a3, err := app.New(context.Background(), testConfig(t, dir, map[string]string{"OFFLOAD_AI_PROVIDER": "local", "OFFLOAD_USAGE_DB_PATH": filepath.Join(dir, "third.sqlite3")}), logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +232,7 @@ func TestNoContentRetained(t *testing.T) {
 		}
 	}
 	check("while running")
-	for _, x := range []*App{a, a2, a3} {
+	for _, x := range []*app.App{a, a2, a3} {
 		if err := x.Close(); err != nil {
 			t.Fatal(err)
 		}
