@@ -11,29 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/offload-app/offload/mock"
+
 	"github.com/offload-app/offload"
 )
 
-// fakeClock is a settable clock.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 2, 16, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+func newFakeClock() *mock.Clock {
+	return mock.NewClock(time.Date(2026, 2, 16, 12, 0, 0, 0, time.UTC))
 }
 
 // fakeAPI is a small in-memory fake of the contract for unit tests. It
@@ -41,7 +25,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 // the latest one. Hooks override answers per route.
 type fakeAPI struct {
 	t     *testing.T
-	clock *fakeClock
+	clock *mock.Clock
 	ttl   time.Duration
 
 	mu       sync.Mutex
@@ -54,7 +38,7 @@ type fakeAPI struct {
 	override map[string]func(w http.ResponseWriter, r *http.Request) bool
 }
 
-func newFakeAPI(t *testing.T, clock *fakeClock) (*fakeAPI, *httptest.Server) {
+func newFakeAPI(t *testing.T, clock *mock.Clock) (*fakeAPI, *httptest.Server) {
 	f := &fakeAPI{
 		t: t, clock: clock, ttl: time.Hour,
 		valid: map[string]bool{}, calls: map[string]int{}, headers: map[string][]string{},

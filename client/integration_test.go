@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/offload-app/offload/mock"
+
 	"github.com/offload-app/offload"
 	"github.com/offload-app/offload/internal/apptest"
 	"github.com/offload-app/offload/openai/openaitest"
@@ -78,7 +80,7 @@ func startRealServer(t *testing.T, env map[string]string) *realServer {
 type appFixture struct {
 	c       *Client
 	svc     *Service
-	clock   *fakeClock
+	clock   *mock.Clock
 	tokens  *MemoryTokenStore
 	consent *MemoryConsentStore
 	usage   *MemoryUsageCounter
@@ -87,7 +89,7 @@ type appFixture struct {
 func newAppFixture(t *testing.T, url string, consent bool) appFixture {
 	t.Helper()
 	fx := appFixture{
-		clock:   &fakeClock{now: time.Now().UTC()},
+		clock:   mock.NewClock(time.Now().UTC()),
 		tokens:  &MemoryTokenStore{},
 		consent: &MemoryConsentStore{},
 		usage:   &MemoryUsageCounter{},
