@@ -25,7 +25,7 @@ var t0 = time.Date(2026, 2, 16, 12, 0, 0, 0, time.UTC)
 
 // env is a server under test with its fakes.
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	handler  http.Handler
 	clock    *mock.Clock
 	tokens   *token.Codec
@@ -38,7 +38,7 @@ type env struct {
 
 type envOption func(*Deps)
 
-func newEnv(t *testing.T, opts ...envOption) *env {
+func newEnv(t testing.TB, opts ...envOption) *env {
 	t.Helper()
 	e := &env{t: t, clock: mock.NewClock(t0), logs: &syncBuffer{}, store: newMemStore()}
 	var err error
