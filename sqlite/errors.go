@@ -14,6 +14,8 @@ var (
 	errClosed     = errors.New("store closed") // a call made after Close
 	errCorrupt    = errors.New("integrity check failed")
 	errNotDurable = errors.New("WAL journal mode with synchronous=FULL is not available")
+	// An upsert returned a row for no member of its chunk, or too few rows.
+	errUnexpectedRow = errors.New("upsert returned an unexpected row")
 )
 
 // storageError is a usage-store failure. Its message is built only from the
@@ -46,6 +48,8 @@ func reason(err error) string {
 		return "database file is corrupt (integrity check failed)"
 	case errors.Is(err, errNotDurable):
 		return "cannot run the database in WAL mode with synchronous=FULL"
+	case errors.Is(err, errUnexpectedRow):
+		return "unexpected result from the database"
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return "operation cancelled or timed out"
 	}

@@ -5,8 +5,8 @@
 // synchronous=FULL, so a commit returns only after the WAL is fsync'd. To be
 // fast anyway, one writer goroutine per Store commits writes in groups: it
 // takes the first queued request, drains whatever else is queued (up to a
-// batch cap), runs them all in one IMMEDIATE transaction with one prepared
-// upsert each, commits once, and only then answers each caller with its own
+// batch cap), runs them all in one IMMEDIATE transaction with multi-row
+// prepared upserts (up to 64 rows each), commits once, and only then answers each caller with its own
 // RETURNING value. Requests that arrive while a commit is being flushed form
 // the next group. Reads go to a separate pool of connections, which WAL lets
 // run beside the writer.
@@ -45,20 +45,6 @@ const (
 
 // timeFormat is RFC 3339 in UTC with second precision, like the wire contract.
 const timeFormat = "2006-01-02T15:04:05Z"
-
-const reconcileSQL = `INSERT INTO usage_counts (install_id, feature, count, created_at, updated_at)
-VALUES (?1, ?2, ?3, ?4, ?4)
-ON CONFLICT (install_id, feature) DO UPDATE SET
-	count = max(count, excluded.count),
-	updated_at = excluded.updated_at
-RETURNING count`
-
-const incrementSQL = `INSERT INTO usage_counts (install_id, feature, count, created_at, updated_at)
-VALUES (?1, ?2, 1, ?3, ?3)
-ON CONFLICT (install_id, feature) DO UPDATE SET
-	count = count + 1,
-	updated_at = excluded.updated_at
-RETURNING count`
 
 const totalSQL = `SELECT count FROM usage_counts WHERE install_id = ?1`
 
@@ -148,10 +134,9 @@ type Store struct {
 	rdb       *sql.DB // read pool
 	totalStmt *sql.Stmt
 
-	wdb           *sql.DB   // one connection, owned by the writer goroutine
-	wconn         *sql.Conn // after Open, only the writer goroutine uses it
-	reconcileStmt *sql.Stmt
-	incrementStmt *sql.Stmt
+	wdb     *sql.DB   // one connection, owned by the writer goroutine
+	wconn   *sql.Conn // after Open, only the writer goroutine uses it
+	upserts upsertStmts
 
 	// mu guards closed and the send side of reqs: senders hold it shared, so
 	// Close (exclusive) can close reqs knowing nobody is sending.
@@ -242,10 +227,7 @@ func Open(ctx context.Context, path string, opts ...Option) (_ *Store, err error
 			return nil, storageErr(openOp, err)
 		}
 	}
-	if s.reconcileStmt, err = s.wconn.PrepareContext(ctx, reconcileSQL); err != nil {
-		return nil, storageErr(openOp, err)
-	}
-	if s.incrementStmt, err = s.wconn.PrepareContext(ctx, incrementSQL); err != nil {
+	if err := s.upserts.prepare(ctx, s.wconn); err != nil {
 		return nil, storageErr(openOp, err)
 	}
 
@@ -436,12 +418,7 @@ func (s *Store) closeHandles() error {
 	if s.rdb != nil {
 		errs = append(errs, s.rdb.Close())
 	}
-	if s.reconcileStmt != nil {
-		errs = append(errs, s.reconcileStmt.Close())
-	}
-	if s.incrementStmt != nil {
-		errs = append(errs, s.incrementStmt.Close())
-	}
+	errs = append(errs, s.upserts.close())
 	if s.wconn != nil {
 		errs = append(errs, s.wconn.Close())
 	}

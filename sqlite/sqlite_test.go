@@ -107,8 +107,8 @@ type outcome struct {
 }
 
 // holdFirstBatch opens a store whose writer is held in a first batch of one
-// reconcile, then starts calls, waits until they are all queued behind it and
-// returns the store, a function that releases the writer and collects every
+// reconcile, then starts calls one after the other, each once the previous
+// one is queued, so they are queued in the order given, and returns the store, a function that releases the writer and collects every
 // outcome (the held reconcile's first).
 func holdFirstBatch(t *testing.T, g *gate, path string, calls []func(*sqlite.Store) (int64, error), opts ...sqlite.Option) (*sqlite.Store, func() []outcome) {
 	t.Helper()
@@ -125,8 +125,8 @@ func holdFirstBatch(t *testing.T, g *gate, path string, calls []func(*sqlite.Sto
 			n, err := call(s)
 			out[i+1] = outcome{n, err}
 		})
+		waitQueued(t, s, i+1)
 	}
-	waitQueued(t, s, len(calls))
 	return s, func() []outcome {
 		close(g.release)
 		wg.Wait()

@@ -3,8 +3,6 @@ package sqlite
 import (
 	"context"
 	"time"
-
-	sqlite3 "modernc.org/sqlite/lib"
 )
 
 type opKind uint8
@@ -76,6 +74,7 @@ func (s *Store) writer() {
 	defer close(s.done)
 	batch := make([]*request, 0, s.cfg.maxBatch)
 	results := make([]result, s.cfg.maxBatch)
+	w := newBatchWriter(&s.upserts)
 	for {
 		r, ok := <-s.reqs
 		if !ok {
@@ -96,7 +95,7 @@ func (s *Store) writer() {
 				break drain
 			}
 		}
-		s.commitBatch(batch, results[:len(batch)])
+		s.commitBatch(w, batch, results[:len(batch)])
 		clear(batch) // drop references to answered requests
 		if !open {
 			return
@@ -108,13 +107,12 @@ func (s *Store) writer() {
 // the COMMIT has returned. results is the writer's scratch space, one per
 // member.
 //
-// A member whose statement breaks a constraint (an increment past
-// math.MaxInt64) fails alone: SQLite aborts just that statement and keeps the
-// transaction with the others' writes, so no rollback or retry is needed.
+// A member whose row breaks a constraint (an increment past math.MaxInt64)
+// fails alone, see writeChunk; the others' writes stay in the transaction.
 // Any other failure (disk full, I/O error, read-only file, a failed COMMIT)
 // is a storage failure: the transaction is rolled back and every member gets
 // an error wrapping offload.ErrStorage, none of their writes is kept.
-func (s *Store) commitBatch(batch []*request, results []result) {
+func (s *Store) commitBatch(w *batchWriter, batch []*request, results []result) {
 	if s.cfg.batchHook != nil {
 		s.cfg.batchHook(len(batch))
 	}
@@ -125,20 +123,7 @@ func (s *Store) commitBatch(batch []*request, results []result) {
 		return
 	}
 	clear(results)
-	for i, r := range batch {
-		var err error
-		if r.op == opIncrement {
-			err = s.incrementStmt.QueryRowContext(ctx, r.installID, r.feature, now).Scan(&results[i].count)
-		} else {
-			err = s.reconcileStmt.QueryRowContext(ctx, r.installID, r.feature, r.count, now).Scan(&results[i].count)
-		}
-		if err == nil {
-			continue
-		}
-		if sqliteCode(err) == sqlite3.SQLITE_CONSTRAINT {
-			results[i] = result{err: ErrCountRange}
-			continue
-		}
+	if err := w.writeAll(ctx, batch, results, now); err != nil {
 		s.rollback()
 		s.fail(batch, storageErr("write", err))
 		return

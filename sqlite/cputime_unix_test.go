@@ -1,0 +1,18 @@
+//go:build unix
+
+package sqlite_test
+
+import (
+	"syscall"
+	"time"
+)
+
+// processCPU is the CPU time, user and system, this process has used in all
+// its threads, or 0 where unavailable.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
