@@ -24,7 +24,7 @@ import (
 )
 
 func main() {
-	app.SpareProcForSyscalls(os.Getenv)
+	app.TuneRuntime(os.Getenv)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {

@@ -48,7 +48,7 @@ import (
 )
 
 func main() {
-	app.SpareProcForSyscalls(os.Getenv)
+	app.TuneRuntime(os.Getenv)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args, os.Stdout, os.Stderr); err != nil {
