@@ -407,6 +407,15 @@ func (s Session) KeyBytes() map[string][]byte {
 	return out
 }
 
+// urlHost is the scheme and host of a URL, without path, query or user.
+func urlHost(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
+}
+
 // LogValue is the startup summary of c: settings an operator checks, and
 // never key material.
 func (c Config) LogValue() slog.Value {
@@ -415,7 +424,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("version", c.BuildVersion),
 		slog.String("listen_addr", c.ListenAddr),
 		slog.String("provider", c.AI.Provider),
-		slog.String("openai_base_url", c.OpenAI.BaseURL),
+		slog.String("openai_host", urlHost(c.OpenAI.BaseURL)), // a query may hold a key
 		slog.String("openai_model", c.OpenAI.Model),
 		slog.Bool("openai_key_set", c.OpenAI.APIKey != ""),
 		slog.String("usage_db_path", c.Usage.DBPath),

@@ -17,7 +17,9 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/offload-app/offload/config"
 	"github.com/offload-app/offload/internal/app"
@@ -60,18 +62,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	defer a.Close()
+	closeStore := sync.OnceValue(a.Close)
+	defer closeStore()
 
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s (OFFLOAD_LISTEN_ADDR): %w", cfg.ListenAddr, err)
 	}
 	srv := a.HTTPServer(cfg.ListenAddr)
+	// Request contexts derive from base, so cancelling it once the drain
+	// time is up ends provider calls still running (a breakdown may take the
+	// whole retry budget, far longer than the drain) and their handlers
+	// return before the store closes.
+	base, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelBase()
+	srv.BaseContext = func(net.Listener) context.Context { return base }
 	logger.Info("offload-api started",
 		slog.String("version", cfg.BuildVersion),
 		slog.String("environment", cfg.Environment),
 		slog.String("addr", ln.Addr().String()),
-		slog.String("store", "sqlite:"+cfg.Usage.DBPath),
+		slog.String("store", a.StoreName()),
 		slog.String("provider", a.ProviderName()),
 		slog.Bool("random_session_secret", cfg.Session.SecretGenerated))
 
@@ -84,15 +94,31 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case <-ctx.Done():
 	}
 	logger.Info("shutting down", slog.Duration("drain_timeout", cfg.ShutdownTimeout))
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		srv.Close()
-		return fmt.Errorf("shutdown: %w", err)
+	if err := drain(srv, cfg.ShutdownTimeout); err != nil {
+		logger.Warn("drain timed out; cancelling in-flight requests")
+		cancelBase()
+		if err := drain(srv, forcedDrain); err != nil {
+			srv.Close()
+			return errors.Join(fmt.Errorf("shutdown: %w", err), closeStore())
+		}
 	}
 	if err := <-serveErr; !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serve: %w", err)
+		return errors.Join(fmt.Errorf("serve: %w", err), closeStore())
+	}
+	if err := closeStore(); err != nil {
+		return err
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// forcedDrain is how long handlers get to return once their requests have
+// been cancelled; they only need to write an error answer.
+const forcedDrain = 5 * time.Second
+
+// drain stops accepting and waits up to d for in-flight requests to finish.
+func drain(srv *http.Server, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	return srv.Shutdown(ctx)
 }

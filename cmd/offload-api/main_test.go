@@ -248,3 +248,41 @@ func TestRunRefusesCorruptDatabase(t *testing.T) {
 		t.Fatalf("corrupt database accepted: %v", err)
 	}
 }
+
+// A breakdown that outlives the drain time is cancelled, not left running
+// against a closed store, and the stop is still a clean one.
+func TestRunDrainTimeoutCancelsInFlight(t *testing.T) {
+	fake := openaitest.NewServer()
+	defer fake.Close()
+	fake.Respond(func(openaitest.Request) openaitest.Response { return openaitest.Response{Hang: true} })
+	s := start(t, map[string]string{
+		"OFFLOAD_USAGE_DB_PATH":            filepath.Join(t.TempDir(), "usage.sqlite3"),
+		"OFFLOAD_OPENAI_API_KEY":           "test-key",
+		"OFFLOAD_OPENAI_BASE_URL":          fake.URL,
+		"OFFLOAD_SHUTDOWN_TIMEOUT_SECONDS": "0.2",
+	})
+	tok := session(t, s.base, "install-drain")
+	got := make(chan int, 1)
+	go func() {
+		code, _ := post(t, s.base+"/v1/ai/breakdown/generate", tok,
+			map[string]any{"input_text": "pack for the trip", "granularity": 2}, "X-Offload-Cloud-Opt-In", "true")
+		got <- code
+	}()
+	for fake.Count() == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	start := time.Now()
+	s.stop(t) // fails the test if run returns an error
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("stop took %v", d)
+	}
+	if code := <-got; code < 500 {
+		t.Errorf("cancelled request answered %d", code)
+	}
+	if fake.Canceled() != 1 {
+		t.Errorf("upstream call not cancelled: %d", fake.Canceled())
+	}
+	if !strings.Contains(s.logs.String(), "drain timed out") {
+		t.Errorf("no drain warning:\n%s", s.logs)
+	}
+}

@@ -25,11 +25,12 @@ import (
 
 // App is a wired server: its handler and the resources to release on Close.
 type App struct {
-	handler  http.Handler
-	store    offload.UsageStore
-	provider offload.Provider
-	deadline time.Duration // longest a request may take (provider budget)
-	logger   *slog.Logger
+	handler   http.Handler
+	storeName string
+	store     offload.UsageStore
+	provider  offload.Provider
+	deadline  time.Duration // longest a request may take (provider budget)
+	logger    *slog.Logger
 }
 
 // Option changes how New wires the server; tests use them to inject fakes.
@@ -58,15 +59,11 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 		opt(&o)
 	}
 
-	keys := make(map[string][]byte, len(cfg.Session.Keys))
-	for kid, k := range cfg.Session.Keys {
-		keys[kid] = []byte(k)
-	}
 	tokens, err := token.New(token.Options{
 		Issuer:    cfg.Session.Issuer,
 		Audience:  cfg.Session.Audience,
 		ActiveKID: cfg.Session.ActiveKID,
-		Keys:      keys,
+		Keys:      cfg.Session.KeyBytes(),
 		TTL:       cfg.Session.TTL,
 	})
 	if err != nil {
@@ -76,15 +73,16 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 	provider := o.provider
 	if provider == nil {
 		switch cfg.AI.Provider {
-		case "local":
+		case config.ProviderLocal:
 			provider = local.Provider{}
 		default:
 			provider = openai.New(cfg.OpenAI, logger)
 		}
 	}
 
-	store := o.store
+	store, storeName := o.store, "injected"
 	if store == nil {
+		storeName = "sqlite:" + cfg.Usage.DBPath
 		s, err := sqlite.Open(ctx, cfg.Usage.DBPath)
 		if err != nil {
 			return nil, fmt.Errorf("usage store %s: %w", cfg.Usage.DBPath, err)
@@ -117,7 +115,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 		MaxBodyBytes:     cfg.MaxBodyBytes,
 		MaxInputChars:    cfg.MaxInputChars,
 	})
-	return &App{handler: handler, store: store, provider: provider, deadline: deadline, logger: logger}, nil
+	return &App{handler: handler, storeName: storeName, store: store, provider: provider, deadline: deadline, logger: logger}, nil
 }
 
 // ProviderBudget is the longest one provider call may take: every attempt
@@ -131,6 +129,9 @@ func (a *App) Handler() http.Handler { return a.handler }
 
 // ProviderName names the breakdown provider, for the startup log.
 func (a *App) ProviderName() string { return a.provider.Name() }
+
+// StoreName says which usage store backs the server, for the startup log.
+func (a *App) StoreName() string { return a.storeName }
 
 // Store is the usage store (the benchmark reads its batching stats).
 func (a *App) Store() offload.UsageStore { return a.store }
