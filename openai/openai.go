@@ -317,16 +317,23 @@ func classify(ctx, actx context.Context, res *http.Response, err error) *failure
 	if errors.Is(err, errBodyTooLarge) {
 		return &failure{failure: offload.ProviderInvalidResponse, class: classBodyTooLarge}
 	}
-	if res != nil {
-		// A 2xx whose body the SDK could not decode.
-		return &failure{failure: offload.ProviderInvalidResponse, class: classParse}
-	}
+	// Transport errors come before the 2xx check: a connection reset or a
+	// truncated body while reading a 200 is a transport failure (retried),
+	// not an invalid answer.
 	var netErr net.Error
 	if errors.As(err, &netErr) {
 		if netErr.Timeout() {
 			return &failure{failure: offload.ProviderTimeout, class: classTimeout, retryable: true}
 		}
 		return &failure{failure: offload.ProviderRequestFailed, class: classTransport, retryable: true}
+	}
+	var readErr *bodyReadError
+	if errors.As(err, &readErr) {
+		return &failure{failure: offload.ProviderRequestFailed, class: classTransport, retryable: true}
+	}
+	if res != nil {
+		// A 2xx whose body the SDK could not decode.
+		return &failure{failure: offload.ProviderInvalidResponse, class: classParse}
 	}
 	// The SDK refused to build or send the request (bad base URL and the
 	// like): retrying cannot help.

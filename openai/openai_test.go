@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"strconv"
 	"testing"
 	"time"
 
@@ -507,12 +508,14 @@ func TestGenerateRetryAfter(t *testing.T) {
 		t.Errorf("sleeps = %v, want [1s] from Retry-After", s)
 	}
 
-	// Asking for more than MaxDelay ends the retries at once.
+	// Asking for more than MaxDelay still retries, after MaxDelay.
 	h = newHarness(t, nil)
 	h.srv.Enqueue(openaitest.Response{Status: 429, Header: http.Header{"Retry-After": {"30"}}})
-	_, err := h.p.Generate(context.Background(), testRequest())
-	if pe := providerError(t, err); pe.Attempts != 1 || h.srv.Count() != 1 || len(h.slept()) != 0 {
-		t.Errorf("got %+v, %d requests, sleeps %v", pe, h.srv.Count(), h.slept())
+	if _, err := h.p.Generate(context.Background(), testRequest()); err != nil {
+		t.Fatal(err)
+	}
+	if s := h.slept(); h.srv.Count() != 2 || len(s) != 1 || s[0] != h.p.cfg.Retry.MaxDelay {
+		t.Errorf("%d requests, sleeps %v; want 2 and [MaxDelay]", h.srv.Count(), s)
 	}
 }
 
@@ -726,5 +729,20 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 5s")
 		}
 		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// A 200 whose body is cut off mid-way is a transport failure and retried,
+// not an invalid answer.
+func TestGenerateTruncatedBodyRetried(t *testing.T) {
+	h := newHarness(t, nil)
+	full := openaitest.CompletionBody(openaitest.DefaultContent, openaitest.Usage{Prompt: 1, Completion: 1})
+	h.srv.Enqueue(openaitest.Response{Body: full[:len(full)/2], Header: http.Header{"Content-Length": {strconv.Itoa(len(full))}}})
+	out, err := h.p.Generate(context.Background(), testRequest())
+	if err != nil {
+		t.Fatalf("not retried: %v", err)
+	}
+	if h.srv.Count() != 2 || len(out.Steps) == 0 {
+		t.Errorf("%d requests, %d steps; want a second attempt that succeeds", h.srv.Count(), len(out.Steps))
 	}
 }

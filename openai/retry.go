@@ -32,18 +32,15 @@ func backoff(p config.Retry, n int, r float64) time.Duration {
 }
 
 // nextDelay decides whether retry n happens and after how long. The delay is
-// the backoff, or the server's Retry-After when that is longer. When the delay
-// would push the total sleep over MaxTotalDelay, or Retry-After asks for more
-// than MaxDelay, there is no retry: the existing deployment shrinks the last
-// delay to the remaining budget instead, but a retry that comes early or after
-// a cut-short pause mostly meets the same overload again, so stopping spends
-// the caller's time and our quota better.
+// the backoff, or the server's Retry-After when that is longer, never more
+// than MaxDelay: the contract retries every 429, so a long Retry-After is
+// honoured as far as our policy allows rather than ending the retries. When
+// the delay would push the total sleep over MaxTotalDelay there is no retry:
+// the existing deployment shrinks the last delay to the remaining budget
+// instead, but a retry after a cut-short pause mostly meets the same
+// overload again, so stopping spends the caller's time and our quota better.
 func nextDelay(p config.Retry, n int, r float64, slept, retryAfter time.Duration) (time.Duration, bool) {
-	d := backoff(p, n, r)
-	if retryAfter > p.MaxDelay {
-		return 0, false
-	}
-	d = max(d, retryAfter)
+	d := max(backoff(p, n, r), min(retryAfter, p.MaxDelay))
 	if slept+d > p.MaxTotalDelay {
 		return 0, false
 	}

@@ -54,7 +54,7 @@ func TestNextDelayBudget(t *testing.T) {
 		{"would exceed budget: stop, not shrink", 4, 2*time.Second + 1, 0, 0, false},
 		{"retry-after longer than backoff", 1, 0, time.Second, time.Second, true},
 		{"retry-after shorter than backoff", 3, 0, 10 * time.Millisecond, time.Second, true},
-		{"retry-after above max delay", 1, 0, 3 * time.Second, 0, false},
+		{"retry-after above max delay is capped", 1, 0, 3 * time.Second, 2 * time.Second, true},
 		{"retry-after over budget", 1, 3 * time.Second, 1500 * time.Millisecond, 0, false},
 	}
 	for _, tt := range tests {

@@ -68,7 +68,19 @@ func (b *cappedBody) Read(p []byte) (int, error) {
 	}
 	n, err := b.rc.Read(p)
 	b.left -= int64(n)
+	if err != nil && err != io.EOF {
+		err = &bodyReadError{err}
+	}
 	return n, err
 }
+
+// bodyReadError marks a failure to read the upstream's body (connection
+// reset, body shorter than its Content-Length): a transport failure, to be
+// retried, where a body that reads fine but doesn't decode is an invalid
+// answer.
+type bodyReadError struct{ err error }
+
+func (e *bodyReadError) Error() string { return "openai: reading response body: " + e.err.Error() }
+func (e *bodyReadError) Unwrap() error { return e.err }
 
 func (b *cappedBody) Close() error { return b.rc.Close() }
