@@ -73,7 +73,10 @@ func (e *ProviderError) Error() string {
 }
 
 // ErrStorage marks a usage-store failure (read-only file, full disk, corrupt
-// file). Stores wrap their errors with it: fmt.Errorf("%w: …", ErrStorage).
+// file). Stores wrap their errors with it. The HTTP layer logs the text of
+// such errors, so a store must build it from fixed words and codes only:
+// never a key, a value or a driver message that may quote one (see
+// package sqlite's errors.go).
 var ErrStorage = errors.New("usage storage unavailable")
 
 // ErrorCode maps any error to its contract code: *Error by its code, provider

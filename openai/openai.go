@@ -138,7 +138,7 @@ const userMarker = "OFFLOAD_USER_MESSAGE_9b3f27c1"
 // quarter of the adapter's CPU under load.
 func bodyTemplate(cfg config.OpenAI) (prefix, suffix []byte) {
 	var format sdk.ChatCompletionNewParamsResponseFormatUnion
-	if cfg.ResponseFormat == FormatJSONObject {
+	if cfg.ResponseFormat == config.FormatJSONObject {
 		format.OfJSONObject = &shared.ResponseFormatJSONObjectParam{}
 	} else {
 		format.OfJSONSchema = &shared.ResponseFormatJSONSchemaParam{

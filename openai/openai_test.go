@@ -9,9 +9,9 @@ import (
 	"net"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
-	"strconv"
 	"testing"
 	"time"
 
@@ -44,7 +44,7 @@ func testConfig(baseURL string) config.OpenAI {
 		BaseURL:        baseURL,
 		Model:          "gpt-test-model",
 		Timeout:        5 * time.Second,
-		ResponseFormat: FormatJSONSchema,
+		ResponseFormat: config.FormatJSONSchema,
 		Retry: config.Retry{
 			MaxAttempts:   3,
 			BaseDelay:     250 * time.Millisecond,
@@ -270,7 +270,7 @@ func checkStrictSchema(t *testing.T, s any) {
 }
 
 func TestGenerateJSONObjectFormat(t *testing.T) {
-	h := newHarness(t, func(c *config.OpenAI) { c.ResponseFormat = FormatJSONObject })
+	h := newHarness(t, func(c *config.OpenAI) { c.ResponseFormat = config.FormatJSONObject })
 	if _, err := h.p.Generate(context.Background(), testRequest()); err != nil {
 		t.Fatal(err)
 	}

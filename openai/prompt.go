@@ -7,12 +7,6 @@ import (
 	"github.com/offload-app/offload"
 )
 
-// Response formats of config.OpenAI.ResponseFormat.
-const (
-	FormatJSONSchema = "json_schema" // Structured Outputs, strict schema (default)
-	FormatJSONObject = "json_object" // JSON mode, for compatible servers without schemas
-)
-
 // schemaName names the Structured Outputs format (a-z, 0-9, _ and -).
 const schemaName = "task_breakdown"
 
