@@ -8,7 +8,6 @@ import (
 	"math"
 	"net/http"
 	"strconv"
-	"time"
 	"unicode/utf8"
 
 	"github.com/offload-app/offload"
@@ -118,18 +117,14 @@ func listField(raw json.RawMessage, maxItems, minLen, maxLen int) ([]string, err
 	return out, nil
 }
 
-// timeField parses an optional RFC 3339 timestamp; absent or null is zero.
-func timeField(raw json.RawMessage) (time.Time, error) {
-	if isNull(raw) {
-		return time.Time{}, nil
+// ignoredTimeField checks an optional timestamp the server ignores. The
+// existing deployment parses it with pydantic, which takes RFC 3339 with or
+// without an offset, plain dates and Unix numbers; refusing any of those
+// would break a client that works today, so any string or number passes
+// and only other JSON types are refused.
+func ignoredTimeField(raw json.RawMessage) error {
+	if isNull(raw) || raw[0] == '"' || raw[0] == '-' || (raw[0] >= '0' && raw[0] <= '9') {
+		return nil
 	}
-	s, err := textField(raw, 1, 64)
-	if err != nil {
-		return time.Time{}, err
-	}
-	t, err := time.Parse(time.RFC3339, s)
-	if err != nil {
-		return time.Time{}, errValidation
-	}
-	return t, nil
+	return errValidation
 }

@@ -61,7 +61,7 @@ func parseReconcile(raw reconcileRequest) (installID, feature string, local int6
 	if local, err = intField(raw.LocalCount, 0, math.MaxInt64); err != nil {
 		return
 	}
-	// since is accepted and ignored, but must be a timestamp when present.
-	_, err = timeField(raw.Since)
+	// since is accepted and ignored.
+	err = ignoredTimeField(raw.Since)
 	return
 }

@@ -66,7 +66,10 @@ func TestReconcileValidation(t *testing.T) {
 		{"local_count string", `{"install_id":"install-1","feature":"f","local_count":"3"}`, 422},
 		{"local_count null", `{"install_id":"install-1","feature":"f","local_count":null}`, 422},
 		{"local_count missing", `{"install_id":"install-1","feature":"f"}`, 422},
-		{"since not a time", `{"install_id":"install-1","feature":"f","local_count":1,"since":"yesterday"}`, 422},
+		{"since without offset", `{"install_id":"install-1","feature":"f","local_count":1,"since":"2026-02-16T12:00:00"}`, 200},
+		{"since unix seconds", `{"install_id":"install-1","feature":"f","local_count":1,"since":1771243200}`, 200},
+		{"since object", `{"install_id":"install-1","feature":"f","local_count":1,"since":{}}`, 422},
+		{"since bool", `{"install_id":"install-1","feature":"f","local_count":1,"since":true}`, 422},
 		{"since null", `{"install_id":"install-1","feature":"f","local_count":1,"since":null}`, 200},
 	}
 	for _, tt := range tests {
