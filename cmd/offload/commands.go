@@ -144,15 +144,10 @@ func (c *cli) breakdown(args []string) error {
 	if granularity < 1 || granularity > 5 {
 		return usagef("breakdown: granularity must be 1–5 (got %d)", granularity)
 	}
-	st, err := c.openState()
+	st, svc, err := c.openService()
 	if err != nil {
 		return err
 	}
-	cl, err := c.newClient(st)
-	if err != nil {
-		return err
-	}
-	svc := client.NewService(cl, st.Consent, st.Usage)
 	on, err := st.Consent.CloudEnabled()
 	if err != nil {
 		return err
@@ -231,15 +226,10 @@ func (c *cli) usage(args []string) error {
 	if len(pos) > 1 || (action != "status" && action != "sync") {
 		return usagef("usage takes status or sync")
 	}
-	st, err := c.openState()
+	_, svc, err := c.openService()
 	if err != nil {
 		return err
 	}
-	cl, err := c.newClient(st)
-	if err != nil {
-		return err
-	}
-	svc := client.NewService(cl, st.Consent, st.Usage)
 	var out usageOutput
 	if action == "status" {
 		all, err := svc.Usage()

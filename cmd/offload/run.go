@@ -196,6 +196,19 @@ func (c *cli) openState() (*client.State, error) {
 	return client.OpenState(dir)
 }
 
+// openService opens the state directory and the breakdown service on it.
+func (c *cli) openService() (*client.State, *client.Service, error) {
+	st, err := c.openState()
+	if err != nil {
+		return nil, nil, err
+	}
+	cl, err := c.newClient(st)
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, client.NewService(cl, st.Consent, st.Usage), nil
+}
+
 // newClient returns a client for the server; with st it identifies as the
 // persisted install and keeps its session in the state directory.
 func (c *cli) newClient(st *client.State) (*client.Client, error) {
