@@ -45,12 +45,9 @@ func decodeObject(body []byte, dst any) error {
 	if len(body) == 0 || body[0] != '{' {
 		return errValidation
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(dst); err != nil {
+	// Unmarshal also refuses trailing data after the object.
+	if err := json.Unmarshal(body, dst); err != nil {
 		return errValidation
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errValidation // trailing data after the object
 	}
 	return nil
 }
@@ -62,14 +59,32 @@ func textField(raw json.RawMessage, minLen, maxLen int) (string, error) {
 	if isNull(raw) || raw[0] != '"' {
 		return "", errValidation
 	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", errValidation
+	s, ok := plainString(raw)
+	if !ok {
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return "", errValidation
+		}
 	}
 	if n := utf8.RuneCountInString(s); n < minLen || n > maxLen {
 		return "", errValidation
 	}
 	return s, nil
+}
+
+// plainString returns the text of a JSON string literal that has no escapes
+// and no invalid UTF-8, the common case, without a second decoding pass.
+// raw comes from a successful decode, so it is a well-formed literal.
+func plainString(raw json.RawMessage) (string, bool) {
+	body := raw[1 : len(raw)-1]
+	for _, c := range body {
+		if c == '\\' || c < 0x20 {
+			return "", false
+		}
+	}
+	if !utf8.Valid(body) {
+		return "", false // json.Unmarshal turns invalid bytes into U+FFFD
+	}
+	return string(body), true
 }
 
 // intField parses a required JSON integer in [minVal, maxVal]. Strings are

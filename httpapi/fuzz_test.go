@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"testing"
 )
 
@@ -35,6 +36,23 @@ func FuzzDecodeRequests(f *testing.F) {
 			if _, _, n, err := parseReconcile(r); err == nil && n < 0 {
 				t.Fatalf("accepted negative count %d", n)
 			}
+		}
+	})
+}
+
+// FuzzPlainString: the fast path for escape-free strings reads exactly what
+// encoding/json reads.
+func FuzzPlainString(f *testing.F) {
+	for _, s := range []string{`"abc"`, `"é😀"`, `"a\"b"`, `"\u00e9"`, "\"\xff\"", `""`, "\"\x01\""} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var want string
+		if len(raw) < 2 || raw[0] != '"' || json.Unmarshal(raw, &want) != nil {
+			return // only literals a decode accepted reach plainString
+		}
+		if got, ok := plainString(raw); ok && got != want {
+			t.Fatalf("plainString(%q) = %q, encoding/json reads %q", raw, got, want)
 		}
 	})
 }
