@@ -20,6 +20,7 @@ const (
 	CodeValidation              = "validation_error"
 	CodeSessionRateLimited      = "session_rate_limited"
 	CodeInferenceRateLimited    = "inference_rate_limited"
+	CodeUsageRateLimited        = "usage_rate_limited"
 	CodeQuotaExceeded           = "quota_exceeded"
 	CodeProviderRequestFailed   = "provider_request_failed"
 	CodeProviderInvalidResponse = "provider_invalid_response"
@@ -27,7 +28,23 @@ const (
 	CodeProviderTimeout         = "provider_timeout"
 	CodeStorageUnavailable      = "storage_unavailable"
 	CodeInternal                = "internal_error"
+	// CodeClientClosed is never sent (nobody is there to read it): it is the
+	// code logged and counted for a request whose client went away, with
+	// status 499 as nginx does.
+	CodeClientClosed = "client_closed_request"
 )
+
+// ErrFeatureLimit is a store's answer to a reconcile that would create one
+// feature more than an install may have.
+var ErrFeatureLimit = &Error{Code: CodeValidation, Message: "Too many distinct usage features for this install"}
+
+// ErrQuotaExceeded is a store's answer to a Reserve at or over the quota. The
+// quota has no window to wait out; a long Retry-After tells the app not to
+// retry soon.
+var ErrQuotaExceeded = &Error{Code: CodeQuotaExceeded, RetryAfter: time.Hour}
+
+// ErrClientClosed marks a request whose client went away before the answer.
+var ErrClientClosed = &Error{Code: CodeClientClosed}
 
 // Error is an error with a contract code. Message is the fixed public
 // message; it must never contain request content, tokens or provider output.
@@ -66,6 +83,18 @@ type ProviderError struct {
 	Failure  ProviderFailure
 	Class    string
 	Attempts int
+	// Status is the upstream HTTP status of the last attempt, 0 when there
+	// was none (timeout, transport error, no key, unusable answer).
+	Status int
+	// Provider names the provider that failed ("openai"); set by a chain.
+	Provider string
+}
+
+// Refused reports whether the upstream refused the request itself (a 4xx
+// other than 429): another attempt, or another provider, would be sent the
+// same content for the same answer.
+func (e *ProviderError) Refused() bool {
+	return e.Failure == ProviderRequestFailed && e.Status >= 400 && e.Status < 500 && e.Status != 429
 }
 
 func (e *ProviderError) Error() string {

@@ -42,6 +42,11 @@ type TokenUsage struct {
 type Breakdown struct {
 	Steps []Step
 	Usage TokenUsage
+	// Provider names the provider that answered when it differs from the
+	// one asked (a chain); empty means Provider.Name() of the one called.
+	Provider string
+	// Attempts is how many upstream calls the answer took (0: not counted).
+	Attempts int
 }
 
 // Provider generates breakdowns. Implementations return *ProviderError for
@@ -53,15 +58,45 @@ type Provider interface {
 }
 
 // UsageStore keeps the per-install, per-feature usage counts. Only counts are
-// stored, never content. Every method is durable before it returns.
+// stored, never content. Every write is durable before it returns, and every
+// check-and-write is atomic in the store (one statement or transaction), so
+// it holds across processes sharing the store.
 type UsageStore interface {
 	// Reconcile stores max(stored, localCount) and returns the stored value.
+	// Creating a row for an install that already has the store's maximum
+	// number of distinct features fails with ErrFeatureLimit; existing rows
+	// are always reconciled.
 	Reconcile(ctx context.Context, installID, feature string, localCount int64) (int64, error)
-	// Increment adds one to the count and returns the new value.
+	// Increment adds one to the count and returns the new value. It is the
+	// server's own counting and is never refused by the feature cap.
 	Increment(ctx context.Context, installID, feature string) (int64, error)
-	// Total returns the sum of the install's counts over all features.
-	Total(ctx context.Context, installID string) (int64, error)
+	// Reserve adds one to the count only while it is below quota and returns
+	// the new value; at or over quota it fails with ErrQuotaExceeded and
+	// changes nothing. Never refused by the feature cap.
+	Reserve(ctx context.Context, installID, feature string, quota int64) (int64, error)
+	// Release gives back one Reserve whose work failed (never below 0).
+	Release(ctx context.Context, installID, feature string) error
+	// Count returns the stored count (0 for an unknown key).
+	Count(ctx context.Context, installID, feature string) (int64, error)
+	// Erase deletes every count of the install and returns how many rows
+	// went. Erasing an unknown install is not an error (0).
+	Erase(ctx context.Context, installID string) (int64, error)
+	// Expire deletes at most limit rows not updated since before and
+	// returns how many went; the caller loops while it returns limit.
+	Expire(ctx context.Context, before time.Time, limit int) (int64, error)
+	// Check reports whether the store can commit now (readiness). Its error
+	// is content-free and names no user data path.
+	Check(ctx context.Context) error
 	Close() error
+}
+
+// HealthCheck is one readiness check. A failing Critical check makes the
+// service unready; a failing non-critical one is reported as degraded.
+// Name is a fixed word ("usage_store", "redis"), never configuration.
+type HealthCheck struct {
+	Name     string
+	Critical bool
+	Probe    func(ctx context.Context) error
 }
 
 // Limiter is a rate limiter keyed by an opaque string (client IP, install id).

@@ -53,7 +53,7 @@ func handleGenerateBreakdown(d Deps) http.Handler {
 			return err
 		}
 		if d.EnforceQuota {
-			total, err := d.Store.Total(r.Context(), claims.InstallID)
+			total, err := d.Store.Count(r.Context(), claims.InstallID, offload.FeatureBreakdown)
 			if err != nil {
 				return err
 			}

@@ -37,7 +37,12 @@ func (p *Provider) Generate(ctx context.Context, req offload.BreakdownRequest) (
 type UsageStore struct {
 	ReconcileFn func(ctx context.Context, installID, feature string, localCount int64) (int64, error)
 	IncrementFn func(ctx context.Context, installID, feature string) (int64, error)
-	TotalFn     func(ctx context.Context, installID string) (int64, error)
+	ReserveFn   func(ctx context.Context, installID, feature string, quota int64) (int64, error)
+	ReleaseFn   func(ctx context.Context, installID, feature string) error
+	CountFn     func(ctx context.Context, installID, feature string) (int64, error)
+	EraseFn     func(ctx context.Context, installID string) (int64, error)
+	ExpireFn    func(ctx context.Context, before time.Time, limit int) (int64, error)
+	CheckFn     func(ctx context.Context) error
 	CloseFn     func() error
 }
 
@@ -49,8 +54,32 @@ func (s *UsageStore) Increment(ctx context.Context, installID, feature string) (
 	return s.IncrementFn(ctx, installID, feature)
 }
 
-func (s *UsageStore) Total(ctx context.Context, installID string) (int64, error) {
-	return s.TotalFn(ctx, installID)
+func (s *UsageStore) Reserve(ctx context.Context, installID, feature string, quota int64) (int64, error) {
+	return s.ReserveFn(ctx, installID, feature, quota)
+}
+
+func (s *UsageStore) Release(ctx context.Context, installID, feature string) error {
+	return s.ReleaseFn(ctx, installID, feature)
+}
+
+func (s *UsageStore) Count(ctx context.Context, installID, feature string) (int64, error) {
+	return s.CountFn(ctx, installID, feature)
+}
+
+func (s *UsageStore) Erase(ctx context.Context, installID string) (int64, error) {
+	return s.EraseFn(ctx, installID)
+}
+
+func (s *UsageStore) Expire(ctx context.Context, before time.Time, limit int) (int64, error) {
+	return s.ExpireFn(ctx, before, limit)
+}
+
+// Check is nil-safe: a store without CheckFn is always ready.
+func (s *UsageStore) Check(ctx context.Context) error {
+	if s.CheckFn == nil {
+		return nil
+	}
+	return s.CheckFn(ctx)
 }
 
 func (s *UsageStore) Close() error {
