@@ -5,6 +5,8 @@ package config
 import (
 	"net/netip"
 	"time"
+
+	"github.com/offload-app/offload"
 )
 
 // Secret is key material. It formats as "[REDACTED]" everywhere (fmt, slog,
@@ -68,13 +70,7 @@ type OpenAI struct {
 }
 
 // Retry is the provider retry policy of the contract.
-type Retry struct {
-	MaxAttempts   int
-	BaseDelay     time.Duration
-	MaxDelay      time.Duration
-	MaxTotalDelay time.Duration
-	JitterFactor  float64
-}
+type Retry = offload.RetryPolicy
 
 // Usage configures the usage store.
 type Usage struct {

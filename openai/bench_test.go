@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/offload-app/offload"
 	"github.com/offload-app/offload/openai/openaitest"
 )
 
@@ -54,7 +55,7 @@ func BenchmarkParseSteps(b *testing.B) {
 	content := []byte(openaitest.DefaultContent)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := ParseSteps(content); err != nil {
+		if _, err := offload.ParseSteps(content); err != nil {
 			b.Fatal(err)
 		}
 	}

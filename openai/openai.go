@@ -86,7 +86,7 @@ func WithRand(f func() float64) Option { return func(p *Provider) { p.rand = f }
 // provider_unavailable on Generate, so the server can still start and serve
 // the other routes. A nil logger discards.
 func New(cfg config.OpenAI, logger *slog.Logger, opts ...Option) *Provider {
-	p := &Provider{cfg: cfg, logger: logger, sleep: sleepCtx, rand: rand.Float64}
+	p := &Provider{cfg: cfg, logger: logger, sleep: offload.Sleep, rand: rand.Float64}
 	for _, o := range opts {
 		o(p)
 	}
@@ -178,7 +178,7 @@ func (p *Provider) Name() string { return ProviderName }
 //
 // Attempts: at most Retry.MaxAttempts, each bounded by its own Timeout.
 // Timeouts, transport errors, 429 and 5xx are retried after a backoff while
-// the total sleep stays within MaxTotalDelay (see nextDelay); other 4xx and
+// the total sleep stays within MaxTotalDelay (see offload.RetryPolicy.NextDelay); other 4xx and
 // invalid answers are not. The final error maps to the contract codes:
 // last failure a timeout → ProviderTimeout, invalid answer →
 // ProviderInvalidResponse, anything else → ProviderRequestFailed.
@@ -209,7 +209,7 @@ func (p *Provider) Generate(ctx context.Context, req offload.BreakdownRequest) (
 		retry := f.retryable && attempt < p.cfg.Retry.MaxAttempts
 		var d time.Duration
 		if retry {
-			d, retry = nextDelay(p.cfg.Retry, attempt, p.rand(), slept, f.retryAfter)
+			d, retry = p.cfg.Retry.NextDelay(attempt, p.rand(), slept, f.retryAfter)
 		}
 		if !retry {
 			// Only a failure after retrying, or a retryable one that we stop
@@ -310,7 +310,7 @@ func classify(ctx, actx context.Context, res *http.Response, err error) *failure
 		f := &failure{failure: offload.ProviderRequestFailed, class: statusClass(status)}
 		if status == http.StatusTooManyRequests || status >= 500 {
 			f.retryable = true
-			f.retryAfter = retryAfter(header)
+			f.retryAfter = offload.RetryAfter(header)
 		}
 		return f
 	}
@@ -362,7 +362,7 @@ func answer(c *completion) (offload.Breakdown, *failure) {
 	if msg.Content == nil || *msg.Content == "" {
 		return invalid(classEmpty)
 	}
-	steps, err := ParseSteps([]byte(*msg.Content))
+	steps, err := offload.ParseSteps([]byte(*msg.Content))
 	if err != nil {
 		return invalid(classParse)
 	}

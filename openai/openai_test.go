@@ -132,7 +132,7 @@ func TestGenerateSuccess(t *testing.T) {
 	if h.p.Name() != "openai" {
 		t.Errorf("Name = %q", h.p.Name())
 	}
-	want, err := ParseSteps([]byte(openaitest.DefaultContent))
+	want, err := offload.ParseSteps([]byte(openaitest.DefaultContent))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -632,10 +632,10 @@ func TestRealSleepHonoursContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	start := time.Now()
-	if err := sleepCtx(ctx, time.Hour); !errors.Is(err, context.Canceled) {
+	if err := offload.Sleep(ctx, time.Hour); !errors.Is(err, context.Canceled) {
 		t.Errorf("sleepCtx = %v", err)
 	}
-	if err := sleepCtx(context.Background(), time.Millisecond); err != nil {
+	if err := offload.Sleep(context.Background(), time.Millisecond); err != nil {
 		t.Errorf("sleepCtx = %v", err)
 	}
 	if time.Since(start) > time.Second {

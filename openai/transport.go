@@ -1,6 +1,7 @@
 package openai
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"time"
@@ -13,7 +14,7 @@ import (
 // whatever an upstream sends.
 const MaxResponseBytes = 4 << 20
 
-const errBodyTooLarge planError = "openai: response body too large"
+var errBodyTooLarge = errors.New("openai: response body too large")
 
 // defaultTransport is tuned for many concurrent calls to one upstream: enough
 // idle connections per host that a burst of 200 generates reuses them, and no

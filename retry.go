@@ -1,4 +1,4 @@
-package openai
+package offload
 
 import (
 	"context"
@@ -6,14 +6,22 @@ import (
 	"net/http"
 	"strconv"
 	"time"
-
-	"github.com/offload-app/offload/config"
 )
 
-// backoff is the delay before retry n (n ≥ 1): min(MaxDelay, BaseDelay·2^(n−1))
+// RetryPolicy is the provider retry policy of the contract, shared by every
+// provider adapter.
+type RetryPolicy struct {
+	MaxAttempts   int
+	BaseDelay     time.Duration
+	MaxDelay      time.Duration
+	MaxTotalDelay time.Duration
+	JitterFactor  float64
+}
+
+// Backoff is the delay before retry n (n ≥ 1): min(MaxDelay, BaseDelay·2^(n−1))
 // plus jitter of up to JitterFactor of that (r in [0,1) picks how much),
 // capped at MaxDelay.
-func backoff(p config.Retry, n int, r float64) time.Duration {
+func (p RetryPolicy) Backoff(n int, r float64) time.Duration {
 	d := p.BaseDelay
 	for i := 1; i < n && d < p.MaxDelay; i++ {
 		d *= 2
@@ -31,7 +39,7 @@ func backoff(p config.Retry, n int, r float64) time.Duration {
 	return d
 }
 
-// nextDelay decides whether retry n happens and after how long. The delay is
+// NextDelay decides whether retry n happens and after how long. The delay is
 // the backoff, or the server's Retry-After when that is longer, never more
 // than MaxDelay: the contract retries every 429, so a long Retry-After is
 // honoured as far as our policy allows rather than ending the retries. When
@@ -39,17 +47,17 @@ func backoff(p config.Retry, n int, r float64) time.Duration {
 // the existing deployment shrinks the last delay to the remaining budget
 // instead, but a retry after a cut-short pause mostly meets the same
 // overload again, so stopping spends the caller's time and our quota better.
-func nextDelay(p config.Retry, n int, r float64, slept, retryAfter time.Duration) (time.Duration, bool) {
-	d := max(backoff(p, n, r), min(retryAfter, p.MaxDelay))
+func (p RetryPolicy) NextDelay(n int, r float64, slept, retryAfter time.Duration) (time.Duration, bool) {
+	d := max(p.Backoff(n, r), min(retryAfter, p.MaxDelay))
 	if slept+d > p.MaxTotalDelay {
 		return 0, false
 	}
 	return d, true
 }
 
-// retryAfter reads Retry-After-Ms or a delta-seconds Retry-After (the forms
-// OpenAI sends); anything else, or nothing, is zero.
-func retryAfter(h http.Header) time.Duration {
+// RetryAfter reads Retry-After-Ms or a delta-seconds Retry-After (the forms
+// OpenAI and Anthropic send); anything else, or nothing, is zero.
+func RetryAfter(h http.Header) time.Duration {
 	if h == nil {
 		return 0
 	}
@@ -66,8 +74,8 @@ func retryAfter(h http.Header) time.Duration {
 	return 0
 }
 
-// sleepCtx waits d or until ctx is done, whichever comes first.
-func sleepCtx(ctx context.Context, d time.Duration) error {
+// Sleep waits d or until ctx is done, whichever comes first.
+func Sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
 	}

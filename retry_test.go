@@ -1,19 +1,17 @@
-package openai
+package offload
 
 import (
 	"net/http"
 	"testing"
 	"time"
-
-	"github.com/offload-app/offload/config"
 )
 
 func TestBackoff(t *testing.T) {
-	def := config.Retry{BaseDelay: 250 * time.Millisecond, MaxDelay: 2 * time.Second, JitterFactor: 0.25}
+	def := RetryPolicy{BaseDelay: 250 * time.Millisecond, MaxDelay: 2 * time.Second, JitterFactor: 0.25}
 	ms := time.Millisecond
 	tests := []struct {
 		name string
-		p    config.Retry
+		p    RetryPolicy
 		n    int
 		r    float64
 		want time.Duration
@@ -26,13 +24,13 @@ func TestBackoff(t *testing.T) {
 		{"half jitter", def, 1, 0.5, 250*ms + 31250*time.Microsecond},
 		{"almost full jitter", def, 3, 0.999, 1249750 * time.Microsecond},
 		{"jitter beyond max capped", def, 4, 0.999, 2000 * ms},
-		{"zero base", config.Retry{MaxDelay: time.Second, JitterFactor: 1}, 5, 0.9, 0},
-		{"base above max", config.Retry{BaseDelay: 3 * time.Second, MaxDelay: time.Second}, 1, 0, time.Second},
-		{"huge max no overflow", config.Retry{BaseDelay: time.Second, MaxDelay: 1 << 62, JitterFactor: 1}, 80, 0.999, 1 << 62},
+		{"zero base", RetryPolicy{MaxDelay: time.Second, JitterFactor: 1}, 5, 0.9, 0},
+		{"base above max", RetryPolicy{BaseDelay: 3 * time.Second, MaxDelay: time.Second}, 1, 0, time.Second},
+		{"huge max no overflow", RetryPolicy{BaseDelay: time.Second, MaxDelay: 1 << 62, JitterFactor: 1}, 80, 0.999, 1 << 62},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := backoff(tt.p, tt.n, tt.r); got != tt.want {
+			if got := tt.p.Backoff(tt.n, tt.r); got != tt.want {
 				t.Errorf("backoff(n=%d, r=%v) = %v, want %v", tt.n, tt.r, got, tt.want)
 			}
 		})
@@ -40,7 +38,7 @@ func TestBackoff(t *testing.T) {
 }
 
 func TestNextDelayBudget(t *testing.T) {
-	p := config.Retry{BaseDelay: 250 * time.Millisecond, MaxDelay: 2 * time.Second, MaxTotalDelay: 4 * time.Second}
+	p := RetryPolicy{BaseDelay: 250 * time.Millisecond, MaxDelay: 2 * time.Second, MaxTotalDelay: 4 * time.Second}
 	tests := []struct {
 		name       string
 		n          int
@@ -59,7 +57,7 @@ func TestNextDelayBudget(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, ok := nextDelay(p, tt.n, 0, tt.slept, tt.retryAfter)
+			got, ok := p.NextDelay(tt.n, 0, tt.slept, tt.retryAfter)
 			if got != tt.want || ok != tt.ok {
 				t.Errorf("nextDelay = %v, %v; want %v, %v", got, ok, tt.want, tt.ok)
 			}
@@ -84,7 +82,7 @@ func TestRetryAfterHeader(t *testing.T) {
 		{http.Header{"Retry-After-Ms": {"junk"}, "Retry-After": {"1"}}, time.Second},
 	}
 	for _, tt := range tests {
-		if got := retryAfter(tt.h); got != tt.want {
+		if got := RetryAfter(tt.h); got != tt.want {
 			t.Errorf("retryAfter(%v) = %v, want %v", tt.h, got, tt.want)
 		}
 	}

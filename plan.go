@@ -1,11 +1,9 @@
-package openai
+package offload
 
 import (
 	"encoding/json"
 	"strings"
 	"unicode/utf8"
-
-	"github.com/offload-app/offload"
 )
 
 // Limits on a provider's plan. The contract makes violations
@@ -51,7 +49,7 @@ type rawStep struct {
 // ignored. It never panics and never recurses deeper than the depth bound,
 // whatever the input: nesting is checked by an iterative pre-scan before
 // encoding/json sees the bytes. Errors are content-free.
-func ParseSteps(content []byte) ([]offload.Step, error) {
+func ParseSteps(content []byte) ([]Step, error) {
 	if len(content) > MaxContentBytes {
 		return nil, errTooLarge
 	}
@@ -73,7 +71,7 @@ func ParseSteps(content []byte) ([]offload.Step, error) {
 	return convertSteps(plan.Steps, 1, &total)
 }
 
-func convertSteps(raw []rawStep, depth int, total *int) ([]offload.Step, error) {
+func convertSteps(raw []rawStep, depth int, total *int) ([]Step, error) {
 	if depth > MaxStepDepth {
 		return nil, errTooDeep
 	}
@@ -81,7 +79,7 @@ func convertSteps(raw []rawStep, depth int, total *int) ([]offload.Step, error) 
 	if *total > MaxSteps {
 		return nil, errTooManySteps
 	}
-	steps := make([]offload.Step, len(raw))
+	steps := make([]Step, len(raw))
 	for i, r := range raw {
 		if r.Title == nil {
 			return nil, errBadTitle
@@ -92,7 +90,7 @@ func convertSteps(raw []rawStep, depth int, total *int) ([]offload.Step, error) 
 		}
 		steps[i].Title = title
 		if len(r.Substeps) == 0 {
-			steps[i].Substeps = []offload.Step{}
+			steps[i].Substeps = []Step{}
 			continue
 		}
 		sub, err := convertSteps(r.Substeps, depth+1, total)

@@ -1,4 +1,4 @@
-package openai
+package offload
 
 import (
 	"errors"
@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
-
-	"github.com/offload-app/offload"
 )
 
 func readTestdata(t testing.TB, name string) []byte {
@@ -62,9 +60,9 @@ func TestParseStepsNormalises(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []offload.Step{
-		{Title: "Tidy the desk", Substeps: []offload.Step{}},
-		{Title: "Water the plants", Substeps: []offload.Step{}},
+	want := []Step{
+		{Title: "Tidy the desk", Substeps: []Step{}},
+		{Title: "Water the plants", Substeps: []Step{}},
 	}
 	if !reflect.DeepEqual(steps, want) {
 		t.Errorf("got %+v, want %+v", steps, want)
@@ -119,7 +117,7 @@ func TestParseStepsRules(t *testing.T) {
 	}
 }
 
-func countSteps(steps []offload.Step) int {
+func countSteps(steps []Step) int {
 	n := len(steps)
 	for _, s := range steps {
 		n += countSteps(s.Substeps)
@@ -128,7 +126,7 @@ func countSteps(steps []offload.Step) int {
 }
 
 // checkPlanInvariants asserts what every parsed plan guarantees.
-func checkPlanInvariants(t testing.TB, steps []offload.Step) {
+func checkPlanInvariants(t testing.TB, steps []Step) {
 	t.Helper()
 	if len(steps) == 0 {
 		t.Fatal("empty plan accepted")
@@ -136,8 +134,8 @@ func checkPlanInvariants(t testing.TB, steps []offload.Step) {
 	if n := countSteps(steps); n > MaxSteps {
 		t.Fatalf("%d steps accepted", n)
 	}
-	var walk func([]offload.Step, int)
-	walk = func(ss []offload.Step, depth int) {
+	var walk func([]Step, int)
+	walk = func(ss []Step, depth int) {
 		if len(ss) > 0 && depth > MaxStepDepth {
 			t.Fatalf("depth %d accepted", depth)
 		}
