@@ -141,3 +141,23 @@ func ClaimsFrom(ctx context.Context) (Claims, bool) {
 	c, ok := ctx.Value(claimsKey{}).(Claims)
 	return c, ok
 }
+
+// UsageRow is one stored count, as the usage copy command moves it between
+// stores. UpdatedAt is UTC, second precision.
+type UsageRow struct {
+	InstallID string
+	Feature   string
+	Count     int64
+	UpdatedAt time.Time
+}
+
+// UsageCopier is a store that can list its rows and merge rows in bulk
+// (offload-api usage copy). Both stores implement it.
+type UsageCopier interface {
+	// EachRow calls fn for every row, in (install_id, feature) order.
+	EachRow(ctx context.Context, fn func(UsageRow) error) error
+	// MergeRows stores max(stored, row.Count) for each row, durably and in
+	// one transaction, ignoring the feature cap (the rows exist already
+	// somewhere); updated_at becomes the later of the two.
+	MergeRows(ctx context.Context, rows []UsageRow) error
+}
