@@ -28,10 +28,28 @@ type Config struct {
 	MaxInputChars   int            // OFFLOAD_MAX_INPUT_CHARS, default 4000
 	TrustedProxies  []netip.Prefix // OFFLOAD_TRUSTED_PROXIES, default none
 
-	Session Session
-	AI      AI
-	OpenAI  OpenAI
-	Usage   Usage
+	// MetricsAddr is the Prometheus listener (OFFLOAD_METRICS_ADDR), ""
+	// when disabled. MetricsAddrSet says the operator chose it: a chosen
+	// address that can't be bound stops the start, the default only warns.
+	MetricsAddr    string
+	MetricsAddrSet bool
+	// ShutdownReadyDelay is how long /readyz answers 503 before the
+	// listener starts draining (OFFLOAD_SHUTDOWN_READY_DELAY_SECONDS).
+	ShutdownReadyDelay time.Duration
+	// DocsEnabled serves GET /docs (OFFLOAD_DOCS_ENABLED; default on
+	// outside production).
+	DocsEnabled bool
+
+	// Warnings are settings that let the server start but degrade it (a
+	// provider without a key); each is logged once at startup.
+	Warnings []string
+
+	Session   Session
+	AI        AI
+	OpenAI    OpenAI
+	Anthropic Anthropic
+	Usage     Usage
+	Redis     Redis
 }
 
 // Session configures token issue and verification.
@@ -53,10 +71,35 @@ type Session struct {
 
 // AI configures the breakdown route.
 type AI struct {
-	Provider        string // "openai" or "local"
+	// Provider is the chain as configured, normalised ("openai",
+	// "openai,anthropic,local"); Providers is the same list.
+	Provider        string
+	Providers       []string
 	LimitPerInstall int
 	LimitPerIP      int
 	LimitWindow     time.Duration
+	// Retry applies to every provider (OFFLOAD_AI_RETRY_* or the older
+	// OFFLOAD_OPENAI_RETRY_* names).
+	Retry Retry
+	// BreakerCooldown is how long a failing provider is skipped.
+	BreakerCooldown time.Duration
+	// MaxInFlight bounds concurrent breakdowns; over it, 503 at once.
+	MaxInFlight int
+}
+
+// Anthropic configures the Anthropic adapter.
+type Anthropic struct {
+	APIKey  Secret
+	BaseURL string
+	Model   string
+	Version string        // sent as anthropic-version
+	Timeout time.Duration // per attempt
+}
+
+// Redis configures the shared rate limits; URL empty keeps them in process.
+type Redis struct {
+	URL     Secret // may hold a password
+	Timeout time.Duration
 }
 
 // OpenAI configures the OpenAI adapter.
@@ -72,9 +115,19 @@ type OpenAI struct {
 // Retry is the provider retry policy of the contract.
 type Retry = offload.RetryPolicy
 
-// Usage configures the usage store.
+// Usage configures the usage store and the reconcile route.
 type Usage struct {
-	DBPath              string // OFFLOAD_USAGE_DB_PATH
-	DefaultFeatureQuota int64  // OFFLOAD_DEFAULT_FEATURE_QUOTA, default 100
-	EnforceQuota        bool   // OFFLOAD_ENFORCE_QUOTA, default false
+	DBPath string // OFFLOAD_USAGE_DB_PATH (SQLite, when DatabaseURL is empty)
+	// DatabaseURL selects PostgreSQL (OFFLOAD_DATABASE_URL); it may hold a
+	// password.
+	DatabaseURL         Secret
+	DefaultFeatureQuota int64 // OFFLOAD_DEFAULT_FEATURE_QUOTA, default 100
+	EnforceQuota        bool  // OFFLOAD_ENFORCE_QUOTA, default false
+
+	ReconcileLimitPerInstall int
+	ReconcileLimitPerIP      int
+	ReconcileLimitWindow     time.Duration
+	MaxFeaturesPerInstall    int           // distinct features per install
+	WriteTimeout             time.Duration // a write not durable by then fails
+	Retention                time.Duration // rows idle longer are deleted; 0 keeps them
 }

@@ -53,12 +53,51 @@ const (
 	EnvUsageDBPath            = "OFFLOAD_USAGE_DB_PATH"
 	EnvDefaultFeatureQuota    = "OFFLOAD_DEFAULT_FEATURE_QUOTA"
 	EnvEnforceQuota           = "OFFLOAD_ENFORCE_QUOTA"
+
+	EnvMetricsAddr        = "OFFLOAD_METRICS_ADDR"
+	EnvShutdownReadyDelay = "OFFLOAD_SHUTDOWN_READY_DELAY_SECONDS"
+	EnvDocsEnabled        = "OFFLOAD_DOCS_ENABLED"
+
+	EnvAIRetryMaxAttempts   = "OFFLOAD_AI_RETRY_MAX_ATTEMPTS"
+	EnvAIRetryBaseDelay     = "OFFLOAD_AI_RETRY_BASE_DELAY_SECONDS"
+	EnvAIRetryMaxDelay      = "OFFLOAD_AI_RETRY_MAX_DELAY_SECONDS"
+	EnvAIRetryMaxTotalDelay = "OFFLOAD_AI_RETRY_MAX_TOTAL_DELAY_SECONDS"
+	EnvAIRetryJitterFactor  = "OFFLOAD_AI_RETRY_JITTER_FACTOR"
+	EnvAIBreakerCooldown    = "OFFLOAD_AI_BREAKER_COOLDOWN_SECONDS"
+	EnvAIMaxInFlight        = "OFFLOAD_AI_MAX_IN_FLIGHT"
+
+	EnvAnthropicAPIKey  = "OFFLOAD_ANTHROPIC_API_KEY"
+	EnvAnthropicBaseURL = "OFFLOAD_ANTHROPIC_BASE_URL"
+	EnvAnthropicModel   = "OFFLOAD_ANTHROPIC_MODEL"
+	EnvAnthropicVersion = "OFFLOAD_ANTHROPIC_VERSION"
+	EnvAnthropicTimeout = "OFFLOAD_ANTHROPIC_TIMEOUT_SECONDS"
+
+	EnvDatabaseURL                = "OFFLOAD_DATABASE_URL"
+	EnvReconcileLimitPerInstall   = "OFFLOAD_USAGE_RECONCILE_LIMIT_PER_INSTALL"
+	EnvReconcileLimitPerIP        = "OFFLOAD_USAGE_RECONCILE_LIMIT_PER_IP"
+	EnvReconcileLimitWindow       = "OFFLOAD_USAGE_RECONCILE_LIMIT_WINDOW_SECONDS"
+	EnvUsageMaxFeaturesPerInstall = "OFFLOAD_USAGE_MAX_FEATURES_PER_INSTALL"
+	EnvUsageWriteTimeout          = "OFFLOAD_USAGE_WRITE_TIMEOUT_SECONDS"
+	EnvUsageRetentionDays         = "OFFLOAD_USAGE_RETENTION_DAYS"
+
+	EnvRedisURL       = "OFFLOAD_REDIS_URL"
+	EnvRedisTimeoutMS = "OFFLOAD_REDIS_TIMEOUT_MS"
 )
+
+// DefaultMetricsAddr is where metrics are served unless configured: loopback
+// only, never the public listener.
+const DefaultMetricsAddr = "127.0.0.1:9464"
+
+// MetricsOff are the values of OFFLOAD_METRICS_ADDR that disable metrics. An
+// empty value does too where the caller can tell empty from unset (the
+// binary's environment); through a plain getenv, empty means unset.
+var MetricsOff = []string{"off", "none", "disabled", "false", "0"}
 
 // Provider names for AI.Provider and response formats for OpenAI.ResponseFormat.
 const (
-	ProviderOpenAI = "openai"
-	ProviderLocal  = "local"
+	ProviderOpenAI    = "openai"
+	ProviderAnthropic = "anthropic"
+	ProviderLocal     = "local"
 
 	FormatJSONSchema = "json_schema"
 	FormatJSONObject = "json_object"
@@ -101,41 +140,87 @@ func Load(getenv func(string) string) (Config, error) {
 	c.Session = l.session(prod)
 
 	c.OpenAI.APIKey = Secret(strings.TrimSpace(getenv(EnvOpenAIAPIKey)))
-	c.OpenAI.BaseURL = l.str(EnvOpenAIBaseURL, "https://api.openai.com/v1")
-	if u, err := url.Parse(c.OpenAI.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		// Not quoted: a mistyped URL may still carry credentials.
-		l.fail(EnvOpenAIBaseURL, "must be an absolute http or https URL")
-	} else if u.User != nil {
-		// Credentials here would be a plain string in Config, printed by
-		// anything that prints it; the key belongs in OFFLOAD_OPENAI_API_KEY.
-		l.fail(EnvOpenAIBaseURL, "must not contain user info; put the key in OFFLOAD_OPENAI_API_KEY")
-	}
+	c.OpenAI.BaseURL = l.baseURL(EnvOpenAIBaseURL, "https://api.openai.com/v1", EnvOpenAIAPIKey)
 	c.OpenAI.Model = l.nonEmpty(EnvOpenAIModel, "gpt-4o-mini")
 	c.OpenAI.Timeout = l.seconds(EnvOpenAITimeout, 20, true)
 	c.OpenAI.ResponseFormat = strings.ToLower(l.str(EnvOpenAIResponseFormat, FormatJSONSchema))
 	if f := c.OpenAI.ResponseFormat; f != FormatJSONSchema && f != FormatJSONObject {
 		l.fail(EnvOpenAIResponseFormat, "must be json_schema or json_object (got %s)", quoteShort(f))
 	}
-	c.OpenAI.Retry = Retry{
-		MaxAttempts:   int(l.int(EnvRetryMaxAttempts, 3, 1, 10)),
-		BaseDelay:     l.seconds(EnvRetryBaseDelay, 0.25, false),
-		MaxDelay:      l.seconds(EnvRetryMaxDelay, 2, false),
-		MaxTotalDelay: l.seconds(EnvRetryMaxTotalDelay, 4, false),
-		JitterFactor:  l.fraction(EnvRetryJitterFactor, 0.25),
+	// The later deployment renamed OFFLOAD_OPENAI_RETRY_* to
+	// OFFLOAD_AI_RETRY_* (one policy for every provider); either works.
+	retry := Retry{
+		MaxAttempts:   int(aliased(&l, EnvAIRetryMaxAttempts, EnvRetryMaxAttempts, func(n string) int64 { return l.int(n, 3, 1, 10) })),
+		BaseDelay:     aliased(&l, EnvAIRetryBaseDelay, EnvRetryBaseDelay, func(n string) time.Duration { return l.seconds(n, 0.25, false) }),
+		MaxDelay:      aliased(&l, EnvAIRetryMaxDelay, EnvRetryMaxDelay, func(n string) time.Duration { return l.seconds(n, 2, false) }),
+		MaxTotalDelay: aliased(&l, EnvAIRetryMaxTotalDelay, EnvRetryMaxTotalDelay, func(n string) time.Duration { return l.seconds(n, 4, false) }),
+		JitterFactor:  aliased(&l, EnvAIRetryJitterFactor, EnvRetryJitterFactor, func(n string) float64 { return l.fraction(n, 0.25) }),
 	}
+	c.OpenAI.Retry = retry
 
+	c.Anthropic.APIKey = Secret(strings.TrimSpace(getenv(EnvAnthropicAPIKey)))
+	c.Anthropic.BaseURL = l.baseURL(EnvAnthropicBaseURL, "https://api.anthropic.com", EnvAnthropicAPIKey)
+	c.Anthropic.Model = l.nonEmpty(EnvAnthropicModel, "claude-haiku-4-5-20251001")
+	c.Anthropic.Version = l.nonEmpty(EnvAnthropicVersion, "2023-06-01")
+	c.Anthropic.Timeout = l.seconds(EnvAnthropicTimeout, 20, true)
+
+	keys := map[string]bool{
+		ProviderOpenAI:    c.OpenAI.APIKey != "",
+		ProviderAnthropic: c.Anthropic.APIKey != "",
+		ProviderLocal:     true,
+	}
+	providers := l.providers(prod, keys)
 	c.AI = AI{
-		Provider:        l.provider(prod, c.OpenAI.APIKey != ""),
+		Provider:        strings.Join(providers, ","),
+		Providers:       providers,
 		LimitPerInstall: int(l.int(EnvAILimitPerInstall, 20, 1, math.MaxInt32)),
 		LimitPerIP:      int(l.int(EnvAILimitPerIP, 120, 1, math.MaxInt32)),
 		LimitWindow:     time.Duration(l.int(EnvAILimitWindow, 60, 1, maxSeconds)) * time.Second,
+		Retry:           retry,
+		BreakerCooldown: l.seconds(EnvAIBreakerCooldown, 30, true),
+		MaxInFlight:     int(l.int(EnvAIMaxInFlight, DefaultMaxInFlight, 1, math.MaxInt32)),
 	}
+	c.Warnings = missingKeyWarnings(providers, keys)
 
 	c.Usage = Usage{
-		DBPath:              l.nonEmpty(EnvUsageDBPath, ".offload-backend/usage.sqlite3"),
-		DefaultFeatureQuota: l.int(EnvDefaultFeatureQuota, 100, 0, math.MaxInt64),
-		EnforceQuota:        l.bool(EnvEnforceQuota, false),
+		DBPath:                   l.nonEmpty(EnvUsageDBPath, ".offload-backend/usage.sqlite3"),
+		DatabaseURL:              Secret(strings.TrimSpace(getenv(EnvDatabaseURL))),
+		DefaultFeatureQuota:      l.int(EnvDefaultFeatureQuota, 100, 0, math.MaxInt64),
+		EnforceQuota:             l.bool(EnvEnforceQuota, false),
+		ReconcileLimitPerInstall: int(l.int(EnvReconcileLimitPerInstall, 120, 1, math.MaxInt32)),
+		ReconcileLimitPerIP:      int(l.int(EnvReconcileLimitPerIP, 1200, 1, math.MaxInt32)),
+		ReconcileLimitWindow:     time.Duration(l.int(EnvReconcileLimitWindow, 60, 1, maxSeconds)) * time.Second,
+		MaxFeaturesPerInstall:    int(l.int(EnvUsageMaxFeaturesPerInstall, 16, 1, math.MaxInt32)),
+		WriteTimeout:             l.seconds(EnvUsageWriteTimeout, 5, true),
+		Retention:                time.Duration(l.int(EnvUsageRetentionDays, 400, 0, maxSeconds/86400)) * 24 * time.Hour,
 	}
+	if u := string(c.Usage.DatabaseURL); u != "" {
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "postgres" && pu.Scheme != "postgresql") {
+			// Not quoted: the URL may carry a password.
+			l.fail(EnvDatabaseURL, "must be a postgres:// or postgresql:// URL")
+		}
+	}
+
+	c.Redis.URL = Secret(strings.TrimSpace(getenv(EnvRedisURL)))
+	if u := string(c.Redis.URL); u != "" {
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "redis" && pu.Scheme != "rediss") || pu.Host == "" {
+			l.fail(EnvRedisURL, "must be a redis:// or rediss:// URL")
+		}
+	}
+	c.Redis.Timeout = time.Duration(l.int(EnvRedisTimeoutMS, 50, 1, 60000)) * time.Millisecond
+
+	c.MetricsAddr, c.MetricsAddrSet = DefaultMetricsAddr, false
+	if raw := strings.TrimSpace(getenv(EnvMetricsAddr)); raw != "" {
+		c.MetricsAddrSet = true
+		c.MetricsAddr = raw
+		if slices.Contains(MetricsOff, strings.ToLower(raw)) {
+			c.MetricsAddr = ""
+		} else if _, _, err := net.SplitHostPort(raw); err != nil {
+			l.fail(EnvMetricsAddr, "must be host:port, or off (got %s)", quoteShort(raw))
+		}
+	}
+	c.ShutdownReadyDelay = l.seconds(EnvShutdownReadyDelay, 0, false)
+	c.DocsEnabled = l.bool(EnvDocsEnabled, !prod)
 
 	if len(l.errs) > 0 {
 		return Config{}, errors.Join(l.errs...)
@@ -287,28 +372,102 @@ func parseProxy(s string) (netip.Prefix, bool) {
 	return netip.PrefixFrom(a, a.BitLen()), true
 }
 
-func (l *loader) provider(prod, haveKey bool) string {
-	p := strings.ToLower(l.str(EnvAIProvider, ""))
+// DefaultMaxInFlight bounds concurrent breakdowns on a small machine: each
+// waiting breakdown holds a connection, two goroutines and tens of KiB.
+const DefaultMaxInFlight = 4096
+
+// providers reads the ordered provider chain ("openai,anthropic,local"). An
+// unset value picks openai when its key is set, else anthropic when its key
+// is, else local outside production; in production without any key it picks
+// openai, which then answers 503 provider_unavailable (a warning, not a
+// refused start, as the existing deployment behaves).
+func (l *loader) providers(prod bool, haveKey map[string]bool) []string {
+	raw := strings.ToLower(l.str(EnvAIProvider, ""))
+	if raw == "" {
+		switch {
+		case haveKey[ProviderOpenAI]:
+			return []string{ProviderOpenAI}
+		case haveKey[ProviderAnthropic]:
+			return []string{ProviderAnthropic}
+		case !prod:
+			return []string{ProviderLocal}
+		default:
+			return []string{ProviderOpenAI}
+		}
+	}
+	var out []string
+	for _, p := range strings.Split(raw, ",") {
+		p = strings.TrimSpace(p)
+		switch {
+		case p == "":
+			continue
+		case p != ProviderOpenAI && p != ProviderAnthropic && p != ProviderLocal:
+			l.fail(EnvAIProvider, "must be a comma-separated list of openai, anthropic and local (got %s)", quoteShort(p))
+			return []string{ProviderLocal}
+		case slices.Contains(out, p):
+			l.fail(EnvAIProvider, "names %s twice", p)
+			return []string{ProviderLocal}
+		case len(out) > 0 && out[len(out)-1] == ProviderLocal:
+			l.fail(EnvAIProvider, "local always answers, so it can only end the list")
+			return []string{ProviderLocal}
+		}
+		out = append(out, p)
+	}
+	if len(out) == 0 {
+		l.fail(EnvAIProvider, "must name at least one provider")
+		return []string{ProviderLocal}
+	}
+	return out
+}
+
+// missingKeyWarnings names every provider of the chain that has no key: it
+// is skipped, and with nothing after it breakdowns answer 503.
+func missingKeyWarnings(providers []string, haveKey map[string]bool) []string {
+	var out []string
+	for _, p := range providers {
+		if haveKey[p] {
+			continue
+		}
+		name := EnvOpenAIAPIKey
+		if p == ProviderAnthropic {
+			name = EnvAnthropicAPIKey
+		}
+		out = append(out, name+" is not set: provider "+p+" is unavailable (breakdowns it would answer get 503 provider_unavailable)")
+	}
+	return out
+}
+
+// baseURL reads an absolute http(s) URL without user info.
+func (l *loader) baseURL(name, def, keyVar string) string {
+	v := l.str(name, def)
+	if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		// Not quoted: a mistyped URL may still carry credentials.
+		l.fail(name, "must be an absolute http or https URL")
+	} else if u.User != nil {
+		// Credentials here would be a plain string in Config, printed by
+		// anything that prints it; the key belongs in its own variable.
+		l.fail(name, "must not contain user info; put the key in %s", keyVar)
+	}
+	return v
+}
+
+// aliased reads a setting that has two names. Either may be set; both set to
+// different values stops the start, naming both.
+func aliased[T comparable](l *loader, name, old string, read func(string) T) T {
+	newSet := strings.TrimSpace(l.getenv(name)) != ""
+	oldSet := strings.TrimSpace(l.getenv(old)) != ""
 	switch {
-	case p == "" && haveKey:
-		p = ProviderOpenAI
-	case p == "" && !prod:
-		p = ProviderLocal
-	case p == "":
-		// Production without a key: default to openai so the missing key is
-		// reported below instead of silently serving canned plans.
-		p = ProviderOpenAI
-	case p != ProviderOpenAI && p != ProviderLocal:
-		l.fail(EnvAIProvider, "must be openai or local (got %s)", quoteShort(p))
-		return p
+	case newSet && oldSet:
+		a, b := read(name), read(old)
+		if a != b {
+			l.fail(name, "and %s are both set, to different values; set one", old)
+		}
+		return a
+	case oldSet:
+		return read(old)
+	default:
+		return read(name)
 	}
-	if p == ProviderOpenAI && !haveKey && prod {
-		l.errs = append(l.errs, &VarError{
-			Name:    EnvOpenAIAPIKey,
-			Problem: "is required when OFFLOAD_AI_PROVIDER=openai in a production-like environment",
-		})
-	}
-	return p
 }
 
 func (l *loader) session(prod bool) Session {
@@ -424,6 +583,10 @@ func (c Config) LogValue() slog.Value {
 		slog.String("version", c.BuildVersion),
 		slog.String("listen_addr", c.ListenAddr),
 		slog.String("provider", c.AI.Provider),
+		slog.Bool("anthropic_key_set", c.Anthropic.APIKey != ""),
+		slog.Bool("redis", c.Redis.URL != ""),
+		slog.String("metrics_addr", c.MetricsAddr),
+		slog.Bool("docs_enabled", c.DocsEnabled),
 		slog.String("openai_host", urlHost(c.OpenAI.BaseURL)), // a query may hold a key
 		slog.String("openai_model", c.OpenAI.Model),
 		slog.Bool("openai_key_set", c.OpenAI.APIKey != ""),
