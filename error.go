@@ -43,6 +43,11 @@ var ErrFeatureLimit = &Error{Code: CodeValidation, Message: "Too many distinct u
 // retry soon.
 var ErrQuotaExceeded = &Error{Code: CodeQuotaExceeded, RetryAfter: time.Hour}
 
+// ErrShuttingDown is the cause with which the server cancels the requests
+// still running when its drain time is up: they were ended by us, not by
+// their clients.
+var ErrShuttingDown = errors.New("server shutting down")
+
 // ErrClientClosed marks a request whose client went away before the answer.
 var ErrClientClosed = &Error{Code: CodeClientClosed}
 

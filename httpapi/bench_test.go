@@ -17,8 +17,10 @@ import (
 func benchEnv(b *testing.B) *env {
 	e := newEnv(b, func(d *Deps) {
 		d.Logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
-		d.SessionLimits = Limits{ratelimit.NewFixedWindow(1<<30, time.Minute, d.Clock), ratelimit.NewFixedWindow(1<<30, time.Minute, d.Clock)}
-		d.AILimits = Limits{ratelimit.NewFixedWindow(1<<30, time.Minute, d.Clock), ratelimit.NewFixedWindow(1<<30, time.Minute, d.Clock)}
+		unlimited := func(name string) Limits {
+			return Limits{name, ratelimit.NewFixedWindow(1<<30, time.Minute, d.Clock), ratelimit.NewFixedWindow(1<<30, time.Minute, d.Clock)}
+		}
+		d.SessionLimits, d.AILimits, d.UsageLimits = unlimited("session"), unlimited("ai"), unlimited("usage")
 	})
 	return e
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -30,13 +31,19 @@ type breakdownResponse struct {
 	Usage     offload.TokenUsage `json:"usage"`
 }
 
-var errConsentRequired = &offload.Error{Code: offload.CodeConsentRequired}
+var (
+	errConsentRequired = &offload.Error{Code: offload.CodeConsentRequired}
+	// errBusy is the admission bound: the app falls back on the device at
+	// once instead of queueing behind thousands of slow upstream calls.
+	errBusy = &offload.Error{Code: offload.CodeProviderUnavailable, RetryAfter: time.Second}
+)
 
 // handleGenerateBreakdown runs the checks in the contract's order (the token
 // was checked by the auth gate): consent → validation → content size →
-// inference rate limit → quota → provider. Nothing reaches the provider
-// unless every check passed.
+// inference rate limit → admission → quota → provider. Nothing reaches the
+// provider unless every check passed.
 func handleGenerateBreakdown(d Deps) http.Handler {
+	var inFlight atomic.Int64
 	return handlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		if !strings.EqualFold(strings.TrimSpace(r.Header.Get(OptInHeader)), "true") {
 			return errConsentRequired
@@ -49,19 +56,29 @@ func handleGenerateBreakdown(d Deps) http.Handler {
 			return offload.Errorf(offload.CodeRequestTooLarge, "Request content exceeds max size of %d characters", d.MaxInputChars)
 		}
 		claims, _ := offload.ClaimsFrom(r.Context())
-		if err := allow(d.AILimits, d.ClientIP(r), claims.InstallID, offload.CodeInferenceRateLimited); err != nil {
+		if err := d.allow(d.AILimits, r, claims.InstallID, offload.CodeInferenceRateLimited); err != nil {
 			return err
 		}
+		if n := inFlight.Add(1); d.MaxInFlight > 0 && n > int64(d.MaxInFlight) {
+			inFlight.Add(-1)
+			d.Metrics.AdmissionRejected()
+			return errBusy
+		}
+		defer inFlight.Add(-1)
+
+		// With the quota enforced, the count is reserved before the call
+		// (atomically in the store, so N concurrent requests at quota-1 let
+		// exactly one through) and given back if the call fails. It gates
+		// on the breakdown feature's own count, the number reconcile
+		// reports as effective_remaining.
+		reserved := false
 		if d.EnforceQuota {
-			total, err := d.Store.Count(r.Context(), claims.InstallID, offload.FeatureBreakdown)
-			if err != nil {
+			if _, err := storeWrite(r, d.UsageWriteTimeout, func(ctx context.Context) (int64, error) {
+				return d.Store.Reserve(ctx, claims.InstallID, offload.FeatureBreakdown, d.FeatureQuota)
+			}); err != nil {
 				return err
 			}
-			if total >= d.FeatureQuota {
-				// The quota has no window to wait out; a long Retry-After
-				// tells the app not to retry soon.
-				return &offload.Error{Code: offload.CodeQuotaExceeded, RetryAfter: time.Hour}
-			}
+			reserved = true
 		}
 
 		// The provider call ends when the client goes away (r.Context) or
@@ -72,31 +89,76 @@ func handleGenerateBreakdown(d Deps) http.Handler {
 		out, err := d.Provider.Generate(ctx, req)
 		latency := time.Since(start)
 		if err != nil {
-			if errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil {
-				return &offload.ProviderError{Failure: offload.ProviderTimeout, Class: "deadline"}
+			if reserved {
+				d.releaseReservation(r, claims.InstallID)
 			}
-			var pe *offload.ProviderError
-			if !errors.As(err, &pe) && r.Context().Err() != nil {
-				// The client is gone; nobody reads this answer.
-				return &offload.ProviderError{Failure: offload.ProviderRequestFailed, Class: "client_gone"}
-			}
-			return err
+			return providerFailure(r, err)
 		}
-		if _, err := d.Store.Increment(context.WithoutCancel(r.Context()), claims.InstallID, offload.FeatureBreakdown); err != nil {
-			// The user has their plan; losing one count is better than
-			// failing a request whose tokens are already spent.
-			d.Logger.LogAttrs(r.Context(), slog.LevelWarn, "usage_increment_failed",
-				slog.String("request_id", requestID(r.Context())),
-				slog.String("error", err.Error()))
+		name := out.Provider
+		if name == "" {
+			name = d.Provider.Name()
 		}
 		writeJSON(w, http.StatusOK, breakdownResponse{
 			Steps:     out.Steps,
-			Provider:  d.Provider.Name(),
+			Provider:  name,
 			LatencyMS: latency.Milliseconds(),
 			Usage:     out.Usage,
 		})
+		if !reserved {
+			// The answer goes out first: the user has their plan while the
+			// count commits (graceful shutdown waits for it; only a crash in
+			// those milliseconds loses it).
+			_ = http.NewResponseController(w).Flush()
+			d.countBreakdown(r, claims.InstallID)
+		}
 		return nil
 	})
+}
+
+// providerFailure maps a failed provider call to what the log and the
+// client see: the client leaving, our shutdown, the budget running out, or
+// the provider's own typed error.
+func providerFailure(r *http.Request, err error) error {
+	var pe *offload.ProviderError
+	switch {
+	case errors.As(err, &pe):
+		return err
+	case errors.Is(context.Cause(r.Context()), offload.ErrShuttingDown):
+		return &offload.ProviderError{Failure: offload.ProviderUnavailable, Class: "shutdown"}
+	case r.Context().Err() != nil:
+		return offload.ErrClientClosed // nobody reads this answer
+	case errors.Is(err, context.DeadlineExceeded):
+		return &offload.ProviderError{Failure: offload.ProviderTimeout, Class: "deadline"}
+	}
+	return err
+}
+
+// countBreakdown adds the server's own count of a served breakdown. It
+// never fails the request: the user has their plan, and losing one count is
+// better than failing a request whose tokens are already spent. A lost count
+// is logged (never the install id) and counted.
+func (d Deps) countBreakdown(r *http.Request, installID string) {
+	if _, err := storeWrite(r, d.UsageWriteTimeout, func(ctx context.Context) (int64, error) {
+		return d.Store.Increment(ctx, installID, offload.FeatureBreakdown)
+	}); err != nil {
+		d.Metrics.UsageIncrementLost()
+		d.Logger.LogAttrs(r.Context(), slog.LevelWarn, "usage_increment_lost",
+			slog.String("request_id", requestID(r.Context())),
+			slog.String("error", err.Error()))
+	}
+}
+
+// releaseReservation gives back the count reserved for a breakdown that
+// failed. If that fails too, the install is charged one breakdown it did
+// not get; that is logged and counted, never retried forever.
+func (d Deps) releaseReservation(r *http.Request, installID string) {
+	if _, err := storeWrite(r, d.UsageWriteTimeout, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, d.Store.Release(ctx, installID, offload.FeatureBreakdown)
+	}); err != nil {
+		d.Logger.LogAttrs(r.Context(), slog.LevelWarn, "usage_release_failed",
+			slog.String("request_id", requestID(r.Context())),
+			slog.String("error", err.Error()))
+	}
 }
 
 func decodeBreakdown(w http.ResponseWriter, r *http.Request, maxBody int64) (offload.BreakdownRequest, error) {

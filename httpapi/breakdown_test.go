@@ -63,7 +63,7 @@ func TestGenerateBreakdown(t *testing.T) {
 		t.Errorf("defaults: %+v", got)
 	}
 	// Every success is counted for the install.
-	if n, _ := e.store.mock().TotalFn(context.Background(), "install-123"); n != 2 {
+	if n, _ := e.store.mock().CountFn(context.Background(), "install-123", offload.FeatureBreakdown); n != 2 {
 		t.Errorf("server-side count = %d, want 2", n)
 	}
 }
@@ -264,7 +264,7 @@ func TestGenerateProviderErrors(t *testing.T) {
 			if !strings.Contains(e.logs.String(), `"error_class":"status_500"`) {
 				t.Errorf("error class not logged: %s", e.logs)
 			}
-			if n, _ := e.store.mock().TotalFn(context.Background(), "install-123"); n != 0 {
+			if n, _ := e.store.mock().CountFn(context.Background(), "install-123", offload.FeatureBreakdown); n != 0 {
 				t.Errorf("failed breakdown counted: %d", n)
 			}
 		})

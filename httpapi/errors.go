@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,6 +30,7 @@ var status = map[string]struct {
 	offload.CodeValidation:              {http.StatusUnprocessableEntity, "Request validation failed"},
 	offload.CodeSessionRateLimited:      {http.StatusTooManyRequests, "Too many session requests; retry later"},
 	offload.CodeInferenceRateLimited:    {http.StatusTooManyRequests, "Too many AI requests; retry later"},
+	offload.CodeUsageRateLimited:        {http.StatusTooManyRequests, "Too many usage requests; retry later"},
 	offload.CodeQuotaExceeded:           {http.StatusTooManyRequests, "AI action limit reached"},
 	offload.CodeProviderRequestFailed:   {http.StatusBadGateway, "Provider request failed"},
 	offload.CodeProviderInvalidResponse: {http.StatusBadGateway, "Provider returned invalid response"},
@@ -52,6 +54,15 @@ type errorDetail struct {
 // messages reach the client: an *offload.Error's Message is written only
 // because every Message in this module is a constant or names a limit.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if clientClosed(r, err) {
+		// Nobody reads this answer: log and count it as 499, never as a
+		// server error, and write nothing.
+		if s := state(r.Context()); s != nil {
+			s.clientGone = true
+			s.code = offload.CodeClientClosed
+		}
+		return
+	}
 	code := offload.ErrorCode(err)
 	entry, ok := status[code]
 	if !ok {
@@ -77,6 +88,16 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	setState(r, code, err)
 	writeJSON(w, entry.code, errorBody{errorDetail{Code: code, Message: msg, RequestID: requestID(r.Context())}})
+}
+
+// clientClosed reports whether err is the client going away: the request's
+// context ended (not by our shutdown) and err says so.
+func clientClosed(r *http.Request, err error) bool {
+	ctx := r.Context()
+	if ctx.Err() == nil || errors.Is(context.Cause(ctx), offload.ErrShuttingDown) {
+		return false
+	}
+	return errors.Is(err, offload.ErrClientClosed) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // retryAfterSeconds rounds up so a client that waits exactly that long is

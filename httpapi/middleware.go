@@ -18,9 +18,10 @@ import (
 // the handlers: the request id, and the error code a handler answered with,
 // so the access log line can carry it. It never holds content.
 type reqState struct {
-	id     string
-	code   string
-	detail []slog.Attr // content-free failure details: class, attempts
+	id         string
+	code       string
+	detail     []slog.Attr // content-free failure details: class, attempts
+	clientGone bool        // the client left before an answer was written
 }
 
 type stateKey struct{}
@@ -71,11 +72,13 @@ func validRequestID(id string) bool {
 	return true
 }
 
-// statusRecorder captures the status and size of a response for the log.
+// statusRecorder captures the status and size of a response for the log,
+// and whether writing it failed (the client went away).
 type statusRecorder struct {
 	http.ResponseWriter
-	status int
-	bytes  int64
+	status   int
+	bytes    int64
+	writeErr error
 }
 
 func (w *statusRecorder) WriteHeader(code int) {
@@ -91,19 +94,35 @@ func (w *statusRecorder) Write(b []byte) (int, error) {
 	}
 	n, err := w.ResponseWriter.Write(b)
 	w.bytes += int64(n)
+	if err != nil && w.writeErr == nil {
+		w.writeErr = err
+	}
 	return n, err
 }
 
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (w *statusRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
+// StatusClientClosed is logged (never sent) for a request whose answer did
+// not reach the client, as nginx logs 499.
+const StatusClientClosed = 499
+
+// methods bounds the method label of metrics: anything else is "OTHER".
+var methods = map[string]string{
+	http.MethodGet: http.MethodGet, http.MethodHead: http.MethodHead, http.MethodPost: http.MethodPost,
+	http.MethodPut: http.MethodPut, http.MethodPatch: http.MethodPatch, http.MethodDelete: http.MethodDelete,
+	http.MethodOptions: http.MethodOptions, http.MethodConnect: http.MethodConnect, http.MethodTrace: http.MethodTrace,
+}
+
 // instrument is the outermost middleware: it assigns the request id, sets the
-// X-Request-ID header, recovers panics into a 500 envelope, and logs one line
-// per request with metadata only (never bodies, header values, tokens or
-// install ids).
-func instrument(logger *slog.Logger, next http.Handler) http.Handler {
+// X-Request-ID header, recovers panics into a 500 envelope, and logs and
+// counts one line per request with metadata only (never bodies, header
+// values, tokens or install ids). The status logged is the one the client
+// got: an answer that could not be delivered is logged as 499.
+func instrument(logger *slog.Logger, m offload.Metrics, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		m.InFlight(1)
 		st := &reqState{id: r.Header.Get("X-Request-ID")}
 		if !validRequestID(st.id) {
 			st.id = uuid.NewString()
@@ -113,6 +132,7 @@ func instrument(logger *slog.Logger, next http.Handler) http.Handler {
 		r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
 
 		defer func() {
+			m.InFlight(-1)
 			if v := recover(); v != nil {
 				if v == http.ErrAbortHandler {
 					panic(v)
@@ -127,27 +147,44 @@ func instrument(logger *slog.Logger, next http.Handler) http.Handler {
 					writeError(rec, r, errInternal)
 				}
 			}
-			if rec.status == 0 {
+			if rec.status == 0 && !st.clientGone {
 				rec.status = http.StatusOK // net/http's implicit answer
+			}
+			// Push the answer out now, so a client that went away shows
+			// as a failed write here instead of a 200 in the log.
+			if rec.writeErr == nil && !st.clientGone {
+				if err := http.NewResponseController(rec.ResponseWriter).Flush(); err != nil {
+					rec.writeErr = err
+				}
+			}
+			status, code := rec.status, st.code
+			if st.clientGone || rec.writeErr != nil {
+				status, code = StatusClientClosed, offload.CodeClientClosed
 			}
 			route := r.Pattern // set in place by the ServeMux
 			if route == "" {
 				route = "unmatched"
 			}
+			elapsed := time.Since(start)
+			method, ok := methods[r.Method]
+			if !ok {
+				method = "OTHER"
+			}
+			m.Request(route, method, status, code, elapsed)
 			attrs := []slog.Attr{
 				slog.String("request_id", st.id),
-				slog.String("method", r.Method),
+				slog.String("method", method),
 				slog.String("route", route),
-				slog.Int("status", rec.status),
-				slog.Float64("latency_ms", float64(time.Since(start).Microseconds())/1000),
+				slog.Int("status", status),
+				slog.Float64("latency_ms", float64(elapsed.Microseconds())/1000),
 				slog.Int64("bytes", rec.bytes),
 			}
 			level := slog.LevelInfo
-			if st.code != "" {
-				attrs = append(attrs, slog.String("code", st.code))
+			if code != "" {
+				attrs = append(attrs, slog.String("code", code))
 				attrs = append(attrs, st.detail...)
 			}
-			if rec.status >= 500 {
+			if status >= 500 {
 				level = slog.LevelError
 			}
 			logger.LogAttrs(r.Context(), level, "request", attrs...)

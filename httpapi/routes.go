@@ -13,14 +13,31 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 	auth := func(h http.Handler) http.Handler { return requireSession(d.Tokens, d.Clock, h) }
 
 	mux.Handle("GET /v1/health", handleHealth(d.Environment, d.BuildVersion))
-	mux.Handle("POST /v1/sessions/anonymous", handleCreateSession(d.Tokens, d.Clock, d.ClientIP, d.SessionLimits, d.MaxBodyBytes))
+	mux.Handle("POST /v1/sessions/anonymous", handleCreateSession(d))
 	mux.Handle("POST /v1/ai/breakdown/generate", auth(handleGenerateBreakdown(d)))
-	mux.Handle("POST /v1/usage/reconcile", auth(handleReconcileUsage(d.Store, d.Clock, d.FeatureQuota, d.MaxBodyBytes)))
+	mux.Handle("POST /v1/usage/reconcile", auth(handleReconcileUsage(d)))
+	mux.Handle("DELETE /v1/usage", auth(handleEraseUsage(d)))
+
+	// Probes for orchestrators and load balancers; not part of /v1.
+	mux.Handle("GET /livez", handleLivez())
+	mux.Handle("GET /readyz", handleReadyz(d.Checks, d.Draining))
+	if d.OpenAPI != nil {
+		mux.Handle("GET /openapi.json", d.OpenAPI)
+		mux.Handle("/openapi.json", methodNotAllowed("GET, HEAD"))
+	}
+	if d.Docs != nil {
+		mux.Handle("GET /docs", d.Docs)
+		mux.Handle("GET /docs/", d.Docs) // the page's own assets
+		mux.Handle("/docs", methodNotAllowed("GET, HEAD"))
+	}
 
 	mux.Handle("/v1/health", methodNotAllowed("GET, HEAD"))
 	mux.Handle("/v1/sessions/anonymous", methodNotAllowed("POST"))
 	mux.Handle("/v1/ai/breakdown/generate", methodNotAllowed("POST"))
 	mux.Handle("/v1/usage/reconcile", methodNotAllowed("POST"))
+	mux.Handle("/v1/usage", methodNotAllowed("DELETE"))
+	mux.Handle("/livez", methodNotAllowed("GET, HEAD"))
+	mux.Handle("/readyz", methodNotAllowed("GET, HEAD"))
 	mux.Handle("/", errorHandler(&offload.Error{Code: offload.CodeNotFound}))
 }
 

@@ -67,19 +67,27 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 		Tokens:       e.tokens,
 		ClientIP:     clientip.New(nil).ClientIP,
 		SessionLimits: Limits{
+			Name:       "session",
 			PerIP:      ratelimit.NewFixedWindow(8, time.Minute, e.clock),
 			PerInstall: ratelimit.NewFixedWindow(4, time.Minute, e.clock),
 		},
 		AILimits: Limits{
+			Name:       "ai",
 			PerIP:      ratelimit.NewFixedWindow(120, time.Minute, e.clock),
 			PerInstall: ratelimit.NewFixedWindow(20, time.Minute, e.clock),
 		},
-		Provider:         e.provider,
-		ProviderDeadline: time.Minute,
-		Store:            e.store.mock(),
-		FeatureQuota:     100,
-		MaxBodyBytes:     256 << 10,
-		MaxInputChars:    4000,
+		UsageLimits: Limits{
+			Name:       "usage",
+			PerIP:      ratelimit.NewFixedWindow(1200, time.Minute, e.clock),
+			PerInstall: ratelimit.NewFixedWindow(120, time.Minute, e.clock),
+		},
+		UsageWriteTimeout: 5 * time.Second,
+		Provider:          e.provider,
+		ProviderDeadline:  time.Minute,
+		Store:             e.store.mock(),
+		FeatureQuota:      100,
+		MaxBodyBytes:      256 << 10,
+		MaxInputChars:     4000,
 	}
 	for _, o := range opts {
 		o(&d)
@@ -218,16 +226,48 @@ func (s *memStore) mock() *mock.UsageStore {
 			s.counts[[2]string{id, f}]++
 			return s.counts[[2]string{id, f}], nil
 		},
-		TotalFn: func(_ context.Context, id string) (int64, error) {
+		ReserveFn: func(_ context.Context, id, f string, quota int64) (int64, error) {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if s.fail {
+				return 0, offload.ErrStorage
+			}
+			k := [2]string{id, f}
+			if s.counts[k] >= quota {
+				return s.counts[k], offload.ErrQuotaExceeded
+			}
+			s.counts[k]++
+			return s.counts[k], nil
+		},
+		ReleaseFn: func(_ context.Context, id, f string) error {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if s.fail {
+				return offload.ErrStorage
+			}
+			k := [2]string{id, f}
+			s.counts[k] = max(0, s.counts[k]-1)
+			return nil
+		},
+		CountFn: func(_ context.Context, id, f string) (int64, error) {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if s.fail {
+				return 0, offload.ErrStorage
+			}
+			return s.counts[[2]string{id, f}], nil
+		},
+		EraseFn: func(_ context.Context, id string) (int64, error) {
 			s.mu.Lock()
 			defer s.mu.Unlock()
 			if s.fail {
 				return 0, offload.ErrStorage
 			}
 			var n int64
-			for k, v := range s.counts {
+			for k := range s.counts {
 				if k[0] == id {
-					n += v
+					delete(s.counts, k)
+					n++
 				}
 			}
 			return n, nil
