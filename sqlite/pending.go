@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/offload-app/offload"
 )
 
 // Placeholders until the store implements the full interface.
@@ -24,3 +26,7 @@ func (s *Store) Expire(ctx context.Context, before time.Time, limit int) (int64,
 	return 0, errors.ErrUnsupported
 }
 func (s *Store) Check(ctx context.Context) error { return nil }
+
+// WithMetrics and WithMaxFeatures are placeholders until the store has them.
+func WithMetrics(m offload.Metrics) Option { return func(*config) {} }
+func WithMaxFeatures(n int) Option         { return func(*config) {} }

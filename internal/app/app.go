@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/offload-app/offload"
@@ -18,6 +19,7 @@ import (
 	"github.com/offload-app/offload/httpapi"
 	"github.com/offload-app/offload/local"
 	"github.com/offload-app/offload/openai"
+	"github.com/offload-app/offload/prometheus"
 	"github.com/offload-app/offload/ratelimit"
 	"github.com/offload-app/offload/sqlite"
 	"github.com/offload-app/offload/token"
@@ -31,6 +33,11 @@ type App struct {
 	provider  offload.Provider
 	deadline  time.Duration // longest a request may take (provider budget)
 	logger    *slog.Logger
+	metrics   *prometheus.Metrics // nil when metrics are off
+	clock     offload.Clock
+	retention time.Duration
+	draining  atomic.Bool
+	closers   []func() error
 }
 
 // Option changes how New wires the server; tests use them to inject fakes.
@@ -48,15 +55,27 @@ func WithClock(c offload.Clock) Option { return func(o *options) { o.clock = c }
 // WithProvider replaces the configured breakdown provider.
 func WithProvider(p offload.Provider) Option { return func(o *options) { o.provider = p } }
 
-// WithUsageStore replaces the SQLite usage store. The App closes it.
+// WithUsageStore replaces the configured usage store. The App closes it.
 func WithUsageStore(s offload.UsageStore) Option { return func(o *options) { o.store = s } }
 
-// New wires the server for cfg. It opens the usage store, so a corrupt or
-// unreadable database stops the process here, before it listens.
-func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Option) (*App, error) {
+// New wires the server for cfg. It opens the usage store (migrating it), so
+// call it only once the start will go on: a corrupt or unreadable database
+// stops the process here, before it serves.
+func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Option) (_ *App, err error) {
 	o := options{clock: offload.SystemClock{}}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	a := &App{logger: logger, clock: o.clock, retention: cfg.Usage.Retention}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	var metrics offload.Metrics = offload.NopMetrics{}
+	if cfg.MetricsAddr != "" {
+		a.metrics = prometheus.New(cfg.BuildVersion)
+		metrics = a.metrics
 	}
 
 	tokens, err := token.New(token.Options{
@@ -69,53 +88,83 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 	if err != nil {
 		return nil, fmt.Errorf("session tokens: %w", err)
 	}
-
-	provider := o.provider
-	if provider == nil {
-		switch cfg.AI.Provider {
-		case config.ProviderLocal:
-			provider = local.Provider{}
-		default:
-			provider = openai.New(cfg.OpenAI, logger)
-		}
+	for _, w := range cfg.Warnings {
+		logger.Warn("configuration", slog.String("warning", w))
 	}
 
-	store, storeName := o.store, "injected"
-	if store == nil {
-		storeName = "sqlite:" + cfg.Usage.DBPath
-		s, err := sqlite.Open(ctx, cfg.Usage.DBPath)
+	a.provider = o.provider
+	if a.provider == nil {
+		a.provider = newProvider(cfg, logger)
+	}
+
+	a.store, a.storeName = o.store, "injected"
+	if a.store == nil {
+		a.storeName = "sqlite:" + cfg.Usage.DBPath
+		s, err := sqlite.Open(ctx, cfg.Usage.DBPath, sqlite.WithClock(o.clock), sqlite.WithMetrics(metrics),
+			sqlite.WithMaxFeatures(cfg.Usage.MaxFeaturesPerInstall))
 		if err != nil {
 			return nil, fmt.Errorf("usage store %s: %w", cfg.Usage.DBPath, err)
 		}
-		store = s
+		a.store = s
+	}
+	a.closers = append(a.closers, a.store.Close)
+
+	limiters := map[string]*ratelimit.FixedWindow{}
+	limits := func(name string, perIP, perInstall int, window time.Duration) httpapi.Limits {
+		ip := ratelimit.NewFixedWindow(perIP, window, o.clock)
+		install := ratelimit.NewFixedWindow(perInstall, window, o.clock)
+		limiters[name+"_ip"], limiters[name+"_install"] = ip, install
+		return httpapi.Limits{Name: name, PerIP: ip, PerInstall: install}
+	}
+	sessionLimits := limits("session", cfg.Session.IssueLimitPerIP, cfg.Session.IssueLimitPerInstall, cfg.Session.IssueLimitWindow)
+	aiLimits := limits("ai", cfg.AI.LimitPerIP, cfg.AI.LimitPerInstall, cfg.AI.LimitWindow)
+	usageLimits := limits("usage", cfg.Usage.ReconcileLimitPerIP, cfg.Usage.ReconcileLimitPerInstall, cfg.Usage.ReconcileLimitWindow)
+	if a.metrics != nil {
+		held := map[string]func() float64{}
+		for name, l := range limiters {
+			held[name] = func() float64 { return float64(l.Len()) }
+		}
+		a.metrics.GaugeFunc("offload_rate_limiter_keys", "Keys held by an in-process rate limiter (current window).", "limiter", held)
 	}
 
-	deadline := ProviderBudget(cfg.OpenAI.Retry, cfg.OpenAI.Timeout)
+	a.deadline = ProviderBudget(cfg.AI.Retry, max(cfg.OpenAI.Timeout, cfg.Anthropic.Timeout))
 	resolver := clientip.New(cfg.TrustedProxies)
-	handler := httpapi.NewServer(httpapi.Deps{
-		Logger:       logger,
-		Clock:        o.clock,
-		Environment:  cfg.Environment,
-		BuildVersion: cfg.BuildVersion,
-		Tokens:       tokens,
-		ClientIP:     resolver.ClientIP,
-		SessionLimits: httpapi.Limits{
-			PerIP:      ratelimit.NewFixedWindow(cfg.Session.IssueLimitPerIP, cfg.Session.IssueLimitWindow, o.clock),
-			PerInstall: ratelimit.NewFixedWindow(cfg.Session.IssueLimitPerInstall, cfg.Session.IssueLimitWindow, o.clock),
+	a.handler = httpapi.NewServer(httpapi.Deps{
+		Logger:            logger,
+		Clock:             o.clock,
+		Metrics:           metrics,
+		Environment:       cfg.Environment,
+		BuildVersion:      cfg.BuildVersion,
+		Tokens:            tokens,
+		ClientIP:          resolver.ClientIP,
+		SessionLimits:     sessionLimits,
+		AILimits:          aiLimits,
+		UsageLimits:       usageLimits,
+		Provider:          a.provider,
+		ProviderDeadline:  a.deadline,
+		MaxInFlight:       cfg.AI.MaxInFlight,
+		Store:             a.store,
+		FeatureQuota:      cfg.Usage.DefaultFeatureQuota,
+		EnforceQuota:      cfg.Usage.EnforceQuota,
+		UsageWriteTimeout: cfg.Usage.WriteTimeout,
+		Checks: []offload.HealthCheck{
+			{Name: "usage_store", Critical: true, Probe: a.store.Check},
 		},
-		AILimits: httpapi.Limits{
-			PerIP:      ratelimit.NewFixedWindow(cfg.AI.LimitPerIP, cfg.AI.LimitWindow, o.clock),
-			PerInstall: ratelimit.NewFixedWindow(cfg.AI.LimitPerInstall, cfg.AI.LimitWindow, o.clock),
-		},
-		Provider:         provider,
-		ProviderDeadline: deadline,
-		Store:            store,
-		FeatureQuota:     cfg.Usage.DefaultFeatureQuota,
-		EnforceQuota:     cfg.Usage.EnforceQuota,
-		MaxBodyBytes:     cfg.MaxBodyBytes,
-		MaxInputChars:    cfg.MaxInputChars,
+		Draining:      a.draining.Load,
+		MaxBodyBytes:  cfg.MaxBodyBytes,
+		MaxInputChars: cfg.MaxInputChars,
 	})
-	return &App{handler: handler, storeName: storeName, store: store, provider: provider, deadline: deadline, logger: logger}, nil
+	return a, nil
+}
+
+// newProvider builds the configured breakdown provider.
+func newProvider(cfg config.Config, logger *slog.Logger) offload.Provider {
+	switch cfg.AI.Providers[0] {
+	case config.ProviderLocal:
+		return local.Provider{}
+	default:
+		return openai.New(cfg.OpenAI, logger)
+	}
 }
 
 // ProviderBudget is the longest one provider call may take: every attempt
@@ -126,6 +175,21 @@ func ProviderBudget(r config.Retry, perAttempt time.Duration) time.Duration {
 
 // Handler is the API.
 func (a *App) Handler() http.Handler { return a.handler }
+
+// MetricsHandler serves /metrics for the metrics listener; nil when
+// metrics are off.
+func (a *App) MetricsHandler() http.Handler {
+	if a.metrics == nil {
+		return nil
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", a.metrics.Handler())
+	return mux
+}
+
+// StartDrain turns /readyz 503, so load balancers stop sending new
+// requests before the listener closes.
+func (a *App) StartDrain() { a.draining.Store(true) }
 
 // ProviderName names the breakdown provider, for the startup log.
 func (a *App) ProviderName() string { return a.provider.Name() }
@@ -148,14 +212,25 @@ func (a *App) HTTPServer(addr string) *http.Server {
 		WriteTimeout:      a.deadline + 15*time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    32 << 10,
-		ErrorLog:          slog.NewLogLogger(a.logger.Handler(), slog.LevelWarn),
+		// "OPTIONS *" reaches our handler (and gets the envelope) instead
+		// of net/http's bare 200.
+		DisableGeneralOptionsHandler: true,
+		ErrorLog:                     slog.NewLogLogger(a.logger.Handler(), slog.LevelWarn),
 	}
 }
 
-// Close releases the store (flushing pending usage writes).
+// Close releases the store (flushing pending usage writes) and every other
+// resource New opened, in reverse order.
 func (a *App) Close() error {
-	if err := a.store.Close(); err != nil {
-		return errors.Join(errors.New("closing usage store"), err)
+	var errs []error
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		if err := a.closers[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	a.closers = nil
+	if len(errs) > 0 {
+		return errors.Join(append([]error{errors.New("closing usage store")}, errs...)...)
 	}
 	return nil
 }
