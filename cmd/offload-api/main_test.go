@@ -24,10 +24,11 @@ func getenvFrom(m map[string]string) func(string) string {
 
 // server is run() in a goroutine.
 type server struct {
-	base   string
-	logs   *apptest.Buffer
-	cancel context.CancelFunc
-	done   chan error
+	base    string
+	metrics string // the metrics listener, "" when off
+	logs    *apptest.Buffer
+	cancel  context.CancelFunc
+	done    chan error
 }
 
 // start runs the server on a free port and waits for its startup log line.
@@ -35,6 +36,9 @@ func start(t *testing.T, env map[string]string) *server {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &server{logs: &apptest.Buffer{}, cancel: cancel, done: make(chan error, 1)}
+	if _, ok := env["OFFLOAD_METRICS_ADDR"]; !ok {
+		env = withEnv(env, "OFFLOAD_METRICS_ADDR", "127.0.0.1:0")
+	}
 	go func() {
 		s.done <- run(ctx, []string{"offload-api", "-addr", "127.0.0.1:0"}, getenvFrom(env), io.Discard, s.logs)
 	}()
@@ -42,9 +46,15 @@ func start(t *testing.T, env map[string]string) *server {
 	for time.Now().Before(deadline) {
 		sc := bufio.NewScanner(strings.NewReader(s.logs.String()))
 		for sc.Scan() {
-			var line struct{ Msg, Addr string }
+			var line struct {
+				Msg, Addr   string
+				MetricsAddr string `json:"metrics_addr"`
+			}
 			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "offload-api started" {
 				s.base = "http://" + line.Addr
+				if line.MetricsAddr != "" {
+					s.metrics = "http://" + line.MetricsAddr
+				}
 				t.Cleanup(func() { s.stop(t) })
 				return s
 			}
@@ -57,6 +67,18 @@ func start(t *testing.T, env map[string]string) *server {
 	}
 	t.Fatalf("server did not start:\n%s", s.logs)
 	return nil
+}
+
+// withEnv returns a copy of env with more variables set.
+func withEnv(env map[string]string, kv ...string) map[string]string {
+	out := make(map[string]string, len(env)+len(kv)/2)
+	for k, v := range env {
+		out[k] = v
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		out[kv[i]] = kv[i+1]
+	}
+	return out
 }
 
 func (s *server) stop(t *testing.T) {
@@ -200,7 +222,7 @@ func TestRunRefusesBadConfig(t *testing.T) {
 	}{
 		{"production without secret", map[string]string{"OFFLOAD_ENVIRONMENT": "production", "OFFLOAD_AI_PROVIDER": "local"}, "OFFLOAD_SESSION_SECRET"},
 		{"production placeholder secret", map[string]string{"OFFLOAD_ENVIRONMENT": "production", "OFFLOAD_AI_PROVIDER": "local", "OFFLOAD_SESSION_SECRET": canary}, "OFFLOAD_SESSION_SECRET"},
-		{"production openai without key", map[string]string{"OFFLOAD_ENVIRONMENT": "production", "OFFLOAD_SESSION_SECRET": "a-long-and-varied-production-secret-0123456789"}, "OFFLOAD_OPENAI_API_KEY"},
+		{"retry settings disagree", map[string]string{"OFFLOAD_AI_RETRY_MAX_ATTEMPTS": "2", "OFFLOAD_OPENAI_RETRY_MAX_ATTEMPTS": "3"}, "OFFLOAD_OPENAI_RETRY_MAX_ATTEMPTS"},
 		{"bad number", map[string]string{"OFFLOAD_SESSION_TTL_SECONDS": "soon"}, "OFFLOAD_SESSION_TTL_SECONDS"},
 		{"bad flag", nil, "flag provided but not defined"},
 	}
