@@ -25,6 +25,7 @@ import (
 	"github.com/offload-app/offload"
 	"github.com/offload-app/offload/config"
 	"github.com/offload-app/offload/internal/app"
+	"github.com/offload-app/offload/redis"
 )
 
 func main() {
@@ -124,6 +125,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		cfg.ListenAddr = *addr
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
+	// go-redis logs failed dials through one process-wide logger.
+	redis.SetDriverLogger(logger)
 
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
@@ -188,6 +191,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		slog.String("addr", ln.Addr().String()),
 		slog.String("metrics_addr", metricsAddr),
 		slog.String("store", a.StoreName()),
+		slog.String("rate_limits", a.LimitsName()),
 		slog.String("provider", a.ProviderName()),
 		slog.Bool("random_session_secret", cfg.Session.SecretGenerated))
 

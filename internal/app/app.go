@@ -21,6 +21,7 @@ import (
 	"github.com/offload-app/offload/openai"
 	"github.com/offload-app/offload/prometheus"
 	"github.com/offload-app/offload/ratelimit"
+	"github.com/offload-app/offload/redis"
 	"github.com/offload-app/offload/sqlite"
 	"github.com/offload-app/offload/token"
 )
@@ -38,6 +39,8 @@ type App struct {
 	retention time.Duration
 	draining  atomic.Bool
 	closers   []func() error
+	// limitsName says where rate limits are counted ("in-process", "redis").
+	limitsName string
 }
 
 // Option changes how New wires the server; tests use them to inject fakes.
@@ -66,7 +69,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 	for _, opt := range opts {
 		opt(&o)
 	}
-	a := &App{logger: logger, clock: o.clock, retention: cfg.Usage.Retention}
+	a := &App{logger: logger, clock: o.clock, retention: cfg.Usage.Retention, limitsName: "in-process"}
 	defer func() {
 		if err != nil {
 			a.Close()
@@ -109,12 +112,35 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 	}
 	a.closers = append(a.closers, a.store.Close)
 
+	checks := []offload.HealthCheck{{Name: "usage_store", Critical: true, Probe: a.store.Check}}
+
+	// With Redis every limiter is shared by the instances; the in-process
+	// ones answer while Redis fails, so they are made either way.
+	var shared *redis.Client
+	if cfg.Redis.URL != "" {
+		shared, err = redis.Open(ctx, string(cfg.Redis.URL),
+			redis.WithKeySecret(redis.DeriveKeySecret([]byte(cfg.Session.Keys[cfg.Session.ActiveKID]))),
+			redis.WithTimeout(cfg.Redis.Timeout),
+			redis.WithLogger(logger),
+			redis.WithMetrics(metrics))
+		if err != nil {
+			return nil, fmt.Errorf("redis (OFFLOAD_REDIS_URL): %w", err)
+		}
+		a.closers = append(a.closers, shared.Close)
+		checks = append(checks, offload.HealthCheck{Name: "redis", Probe: shared.Check})
+		a.limitsName = "redis"
+	}
 	limiters := map[string]*ratelimit.FixedWindow{}
+	limit := func(name string, n int, window time.Duration) offload.Limiter {
+		l := ratelimit.NewFixedWindow(n, window, o.clock)
+		limiters[name] = l
+		if shared != nil {
+			return shared.Limiter(name, n, window, l)
+		}
+		return l
+	}
 	limits := func(name string, perIP, perInstall int, window time.Duration) httpapi.Limits {
-		ip := ratelimit.NewFixedWindow(perIP, window, o.clock)
-		install := ratelimit.NewFixedWindow(perInstall, window, o.clock)
-		limiters[name+"_ip"], limiters[name+"_install"] = ip, install
-		return httpapi.Limits{Name: name, PerIP: ip, PerInstall: install}
+		return httpapi.Limits{Name: name, PerIP: limit(name+"_ip", perIP, window), PerInstall: limit(name+"_install", perInstall, window)}
 	}
 	sessionLimits := limits("session", cfg.Session.IssueLimitPerIP, cfg.Session.IssueLimitPerInstall, cfg.Session.IssueLimitWindow)
 	aiLimits := limits("ai", cfg.AI.LimitPerIP, cfg.AI.LimitPerInstall, cfg.AI.LimitWindow)
@@ -147,12 +173,10 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 		FeatureQuota:      cfg.Usage.DefaultFeatureQuota,
 		EnforceQuota:      cfg.Usage.EnforceQuota,
 		UsageWriteTimeout: cfg.Usage.WriteTimeout,
-		Checks: []offload.HealthCheck{
-			{Name: "usage_store", Critical: true, Probe: a.store.Check},
-		},
-		Draining:      a.draining.Load,
-		MaxBodyBytes:  cfg.MaxBodyBytes,
-		MaxInputChars: cfg.MaxInputChars,
+		Checks:            checks,
+		Draining:          a.draining.Load,
+		MaxBodyBytes:      cfg.MaxBodyBytes,
+		MaxInputChars:     cfg.MaxInputChars,
 	})
 	return a, nil
 }
@@ -193,6 +217,9 @@ func (a *App) StartDrain() { a.draining.Store(true) }
 
 // ProviderName names the breakdown provider, for the startup log.
 func (a *App) ProviderName() string { return a.provider.Name() }
+
+// LimitsName says where rate limits are counted, for the startup log.
+func (a *App) LimitsName() string { return a.limitsName }
 
 // StoreName says which usage store backs the server, for the startup log.
 func (a *App) StoreName() string { return a.storeName }
