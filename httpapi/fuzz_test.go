@@ -1,8 +1,12 @@
 package httpapi
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strconv"
 	"strings"
@@ -186,6 +190,32 @@ func FuzzJSONContentType(f *testing.F) {
 		}
 		if got && v != "" && !strings.HasPrefix(asciiLower(trimPySpace(v)), "application/") {
 			t.Fatalf("%q read as JSON", v)
+		}
+	})
+}
+
+// FuzzRequestTarget: whatever method and target net/http passes to the
+// handler, the answer has X-Request-ID, the envelope from 300 up, and is
+// never a redirect.
+func FuzzRequestTarget(f *testing.F) {
+	for _, s := range [][2]string{
+		{"GET", "/v1/health"}, {"GET", "//v1/health"}, {"GET", "/v1/../v1/health"}, {"OPTIONS", "*"}, {"GET", "*"},
+		{"CONNECT", "example.com:443"}, {"CONNECT", "/v1/health"}, {"GET", "http://api"}, {"POST", "/v1/%2e%2e/health"},
+		{"GET", "/v1/health/"}, {"DELETE", "/v1//usage/"},
+	} {
+		f.Add(s[0], s[1])
+	}
+	e := newEnv(f, func(d *Deps) { d.Logger = slog.New(slog.DiscardHandler) })
+	f.Fuzz(func(t *testing.T, method, target string) {
+		r, err := http.ReadRequest(bufio.NewReader(strings.NewReader(method + " " + target + " HTTP/1.1\r\nHost: api\r\n\r\n")))
+		if err != nil {
+			return // net/http answers it itself, before any handler
+		}
+		w := httptest.NewRecorder()
+		e.handler.ServeHTTP(w, r)
+		checkEnvelope(t, w.Code, w.Header(), w.Body.Bytes())
+		if w.Code/100 == 3 {
+			t.Fatalf("%s %s: redirect to %q", method, target, w.Header().Get("Location"))
 		}
 	})
 }

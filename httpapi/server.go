@@ -52,5 +52,5 @@ type Limits struct {
 func NewServer(d Deps) http.Handler {
 	mux := http.NewServeMux()
 	addRoutes(mux, d)
-	return instrument(d.Logger, mux)
+	return instrument(d.Logger, envelope(mux))
 }
