@@ -79,5 +79,5 @@ func NewServer(d Deps) http.Handler {
 	}
 	mux := http.NewServeMux()
 	addRoutes(mux, d)
-	return instrument(d.Logger, d.Metrics, mux)
+	return instrument(d.Logger, d.Metrics, envelope(mux))
 }
