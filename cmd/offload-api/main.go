@@ -30,12 +30,22 @@ import (
 
 func main() {
 	app.TuneRuntime(os.Getenv)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first SIGINT or SIGTERM starts the drain; a second one during the
+	// drain ends the process at once. One buffered channel receives both,
+	// so the second is never lost to a race with the first's handling.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
-		// After the first signal the default handling comes back: a second
-		// SIGINT or SIGTERM during the drain ends the process at once.
-		<-ctx.Done()
-		stop()
+		<-sigs
+		cancel()
+		s := <-sigs
+		fmt.Fprintln(os.Stderr, "offload-api: second signal; exiting without finishing the drain")
+		code := 130
+		if s == syscall.SIGTERM {
+			code = 143
+		}
+		os.Exit(code)
 	}()
 	err := run(ctx, os.Args, getenv, os.Stdout, os.Stderr)
 	switch {
