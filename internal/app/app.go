@@ -14,8 +14,10 @@ import (
 	"time"
 
 	"github.com/offload-app/offload"
+	"github.com/offload-app/offload/anthropic"
 	"github.com/offload-app/offload/clientip"
 	"github.com/offload-app/offload/config"
+	"github.com/offload-app/offload/failover"
 	"github.com/offload-app/offload/httpapi"
 	"github.com/offload-app/offload/local"
 	"github.com/offload-app/offload/openai"
@@ -97,7 +99,9 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 
 	a.provider = o.provider
 	if a.provider == nil {
-		a.provider = newProvider(cfg, logger)
+		if a.provider, err = newProvider(cfg, logger, metrics, o.clock); err != nil {
+			return nil, err
+		}
 	}
 
 	a.store, a.storeName = o.store, "injected"
@@ -181,14 +185,43 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 	return a, nil
 }
 
-// newProvider builds the configured breakdown provider.
-func newProvider(cfg config.Config, logger *slog.Logger) offload.Provider {
-	switch cfg.AI.Providers[0] {
-	case config.ProviderLocal:
-		return local.Provider{}
-	default:
-		return openai.New(cfg.OpenAI, logger)
+// newProvider builds the configured provider chain. Even one provider is
+// wrapped in a chain (it then behaves exactly as the provider alone), so
+// provider metrics exist either way. A provider without a key is left out
+// (config.Load has warned about it) unless it is the last one, which is
+// always kept so a keyless deployment answers 503 provider_unavailable.
+func newProvider(cfg config.Config, logger *slog.Logger, m offload.Metrics, clock offload.Clock) (offload.Provider, error) {
+	var chain []offload.Provider
+	for i, name := range cfg.AI.Providers {
+		last := i == len(cfg.AI.Providers)-1
+		switch name {
+		case config.ProviderLocal:
+			chain = append(chain, local.Provider{})
+		case config.ProviderAnthropic:
+			if cfg.Anthropic.APIKey == "" && !last {
+				continue
+			}
+			chain = append(chain, anthropic.New(anthropic.Options{
+				APIKey:  string(cfg.Anthropic.APIKey),
+				BaseURL: cfg.Anthropic.BaseURL,
+				Model:   cfg.Anthropic.Model,
+				Version: cfg.Anthropic.Version,
+				Timeout: cfg.Anthropic.Timeout,
+				Retry:   cfg.AI.Retry,
+				Logger:  logger,
+			}))
+		default:
+			if cfg.OpenAI.APIKey == "" && !last {
+				continue
+			}
+			chain = append(chain, openai.New(cfg.OpenAI, logger))
+		}
 	}
+	c, err := failover.New(chain, failover.Options{Cooldown: cfg.AI.BreakerCooldown, Clock: clock, Metrics: m, Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("provider chain (OFFLOAD_AI_PROVIDER): %w", err)
+	}
+	return c, nil
 }
 
 // ProviderBudget is the longest one provider call may take: every attempt
