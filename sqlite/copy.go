@@ -24,12 +24,13 @@ const (
 // written while it runs may or may not be listed.
 func (s *Store) EachRow(ctx context.Context, fn func(offload.UsageRow) error) error {
 	page := make([]offload.UsageRow, 0, pageRows)
+	var after *key
 	for {
 		if err := s.ready(ctx, "read"); err != nil {
 			return err
 		}
 		var err error
-		if page, err = s.readPage(ctx, page[:0]); err != nil {
+		if page, err = s.readPage(ctx, after, page[:0]); err != nil {
 			return err
 		}
 		for _, r := range page {
@@ -40,23 +41,23 @@ func (s *Store) EachRow(ctx context.Context, fn func(offload.UsageRow) error) er
 		if len(page) < pageRows {
 			return nil
 		}
+		last := page[len(page)-1]
+		after = &key{last.InstallID, last.Feature}
 	}
 }
 
-// readPage reads the rows after the last one of page (or from the first),
-// into page.
-func (s *Store) readPage(ctx context.Context, page []offload.UsageRow) ([]offload.UsageRow, error) {
+// readPage appends to page the rows after the key after (from the first
+// when nil).
+func (s *Store) readPage(ctx context.Context, after *key, page []offload.UsageRow) ([]offload.UsageRow, error) {
 	st, args := s.pageStmts[0], []any{pageRows}
-	if n := len(page); n > 0 {
-		last := page[n-1]
-		st, args = s.pageStmts[1], []any{last.InstallID, last.Feature, pageRows}
+	if after != nil {
+		st, args = s.pageStmts[1], []any{after.installID, after.feature, pageRows}
 	}
 	rows, err := st.QueryContext(ctx, args...)
 	if err != nil {
 		return nil, readErr(ctx, err)
 	}
 	defer rows.Close()
-	page = page[:0]
 	for rows.Next() {
 		var r offload.UsageRow
 		var updated string

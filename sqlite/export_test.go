@@ -67,3 +67,9 @@ func (s *Store) ReadPragma(name string, n int) (writer string, readers []string,
 	}
 	return writer, readers, nil
 }
+
+// WriterDone is closed once the writer goroutine has returned.
+func (s *Store) WriterDone() <-chan struct{} { return s.done }
+
+// ExpireSQL is the statement of Expire, for its query plan.
+const ExpireSQL = expireSQL

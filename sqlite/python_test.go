@@ -356,6 +356,19 @@ func testSharedFile(t *testing.T, path string, py *python) {
 	if got := mustCount(t, s, "install-after-us"); got != 3 {
 		t.Errorf("our Count after reopening = %d, want 3", got)
 	}
+
+	// Retention reads Python's CURRENT_TIMESTAMP like our own timestamps:
+	// nothing is an hour old, everything is older than an hour ahead.
+	if n, err := s.Expire(ctx, time.Now().Add(-time.Hour), 100); err != nil || n != 0 {
+		t.Errorf("Expire(an hour ago) = %d, %v; want 0", n, err)
+	}
+	if n, err := s.Expire(ctx, time.Now().Add(time.Hour), 100); err != nil || n != 6 {
+		t.Errorf("Expire(an hour ahead) = %d, %v; want 6", n, err)
+	}
+	if got, err := py.call("count", "install-after-us", "breakdown"); err != nil || got != nil {
+		t.Errorf("Python reads %v, %v after the rows expired; want no row", got, err)
+	}
+	py.mustBe("ok", "integrity")
 }
 
 // TestFailedMigrationLeavesFileUntouched: a migration that fails half way
