@@ -168,10 +168,6 @@ func newBatchWriter(conn *sql.Conn, st *stmts, maxFeatures int) *batchWriter {
 // one key twice, so every returned row belongs to exactly one member.
 func (w *batchWriter) writeAll(ctx context.Context, batch []*request, results []result, now string) error {
 	for _, op := range []opKind{opReconcile, opIncrement} {
-		flush := w.writeChunk
-		if op == opReconcile {
-			flush = w.reconcileChunk
-		}
 		w.chunk = w.chunk[:0]
 		clear(w.keys)
 		for i, r := range batch {
@@ -180,7 +176,7 @@ func (w *batchWriter) writeAll(ctx context.Context, batch []*request, results []
 			}
 			k := key{r.installID, r.feature}
 			if _, dup := w.keys[k]; dup || len(w.chunk) == maxChunk {
-				if err := flush(ctx, op, batch, w.chunk, results, now); err != nil {
+				if err := w.flush(ctx, op, batch, w.chunk, results, now); err != nil {
 					return err
 				}
 				w.chunk = w.chunk[:0]
@@ -189,7 +185,7 @@ func (w *batchWriter) writeAll(ctx context.Context, batch []*request, results []
 			w.keys[k] = struct{}{}
 			w.chunk = append(w.chunk, i)
 		}
-		if err := flush(ctx, op, batch, w.chunk, results, now); err != nil {
+		if err := w.flush(ctx, op, batch, w.chunk, results, now); err != nil {
 			return err
 		}
 	}
@@ -206,12 +202,20 @@ func (w *batchWriter) writeAll(ctx context.Context, batch []*request, results []
 	return nil
 }
 
+// flush writes one chunk of members of kind op.
+func (w *batchWriter) flush(ctx context.Context, op opKind, batch []*request, members []int, results []result, now string) error {
+	if op == opReconcile {
+		return w.reconcileChunk(ctx, batch, members, results, now)
+	}
+	return w.writeChunk(ctx, op, batch, members, results, now)
+}
+
 // reconcileChunk raises the rows that exist, then creates the missing ones
 // that the feature cap allows. The transaction holds the write lock, so no
 // other connection can add a row between the count and the insert, and the
 // count of an install is carried from one new row to the next, so two new
 // features of one install in one chunk are counted as two.
-func (w *batchWriter) reconcileChunk(ctx context.Context, _ opKind, batch []*request, members []int, results []result, now string) error {
+func (w *batchWriter) reconcileChunk(ctx context.Context, batch []*request, members []int, results []result, now string) error {
 	for _, i := range members {
 		results[i].count = -1 // no row yet, until the update returns one
 	}

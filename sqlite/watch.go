@@ -14,19 +14,16 @@ import (
 // inode, lost at the next restart. From the first check that sees it, every
 // write and read fails with offload.ErrStorage and Check reports it.
 func (s *Store) startWatcher() {
-	ticks := s.cfg.watchTicks
+	ticks, stop := s.cfg.watchTicks, func() {}
 	if ticks == nil {
 		if s.cfg.watchInterval <= 0 {
 			return
 		}
 		t := time.NewTicker(s.cfg.watchInterval)
-		ticks = t.C
-		go func() {
-			<-s.closing
-			t.Stop()
-		}()
+		ticks, stop = t.C, t.Stop
 	}
 	go func() {
+		defer stop()
 		for {
 			select {
 			case <-ticks:
