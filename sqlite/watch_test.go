@@ -127,3 +127,65 @@ func TestWatcherRunsOnItsOwn(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestCheckNeedsACommit: Check is ready only when a write really commits,
+// so a read-only file, a write lock another process keeps, or a failing
+// commit all make it fail.
+func TestCheckNeedsACommit(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		opts  []sqlite.Option
+		after func(t *testing.T, path string) // once the store is open
+		want  string
+	}{
+		{"ReadOnly", []sqlite.Option{sqlite.WithWriterPragma("query_only = 1")}, nil, "read-only"},
+		{"LockedByAnotherWriter", []sqlite.Option{sqlite.WithBusyTimeout(time.Millisecond), sqlite.WithBusyRetry(20 * time.Millisecond)},
+			func(t *testing.T, path string) { lockDB(t, path) }, "locked by another writer"},
+		{"CommitFails", []sqlite.Option{sqlite.WithCommitFault(func() error { return errors.New("injected") })}, nil, "commit"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "usage.db")
+			s := MustOpenPath(t, path, tc.opts...)
+			if tc.after != nil {
+				tc.after(t, path)
+			}
+			err := s.Check(context.Background())
+			checkStorageErr(t, err, tc.want)
+			if strings.Contains(err.Error(), path) {
+				t.Errorf("Check's error %q names the path", err)
+			}
+		})
+	}
+}
+
+// TestCheckWritesToTheDisk: Check's commit is a real one (an empty COMMIT
+// writes and syncs nothing, so it would pass on a frozen disk): another
+// connection sees the database change.
+func TestCheckWritesToTheDisk(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "usage.db")
+	s := MustOpenPath(t, path)
+	c, err := rawDB(t, path).Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	version := func() int64 {
+		t.Helper()
+		var v int64
+		if err := c.QueryRowContext(context.Background(), "PRAGMA data_version").Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	before := version()
+	if err := s.Check(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if after := version(); after == before {
+		t.Errorf("data_version %d unchanged by Check: it committed nothing", after)
+	}
+	var uv int
+	if err := c.QueryRowContext(context.Background(), "PRAGMA user_version").Scan(&uv); err != nil || uv != 3 {
+		t.Errorf("user_version = %d, %v after Check; want 3", uv, err)
+	}
+}
