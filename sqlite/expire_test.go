@@ -279,3 +279,17 @@ func TestMergeRowsTimestamps(t *testing.T) {
 		t.Errorf("stored timestamps %q", got)
 	}
 }
+
+// TestMetricsCountNoProbe: Check's commit reports no usage rows.
+func TestMetricsCountNoProbe(t *testing.T) {
+	m := &commitMetrics{}
+	s := MustOpenDB(t, sqlite.WithMetrics(m))
+	if err := s.Check(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !slices.Equal(m.rows, []int{0}) {
+		t.Errorf("UsageCommit rows %v after a Check, want [0]", m.rows)
+	}
+}

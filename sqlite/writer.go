@@ -190,9 +190,10 @@ func (s *Store) commitBatch(w *batchWriter, batch []*request, results []result) 
 		return
 	}
 	// Counters first, so a caller that has its answer sees them updated.
+	// Check's probe is not a usage write.
 	var written int
-	for i := range batch {
-		if results[i].err == nil {
+	for i, r := range batch {
+		if results[i].err == nil && r.op != opProbe {
 			written++
 		}
 	}
