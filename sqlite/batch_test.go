@@ -63,8 +63,11 @@ func TestBatchSameKey(t *testing.T) {
 	if sizes := g.batchSizes(); !slices.Equal(sizes, []int{1, len(calls)}) {
 		t.Errorf("batch sizes %v, want [1 %d]", sizes, len(calls))
 	}
-	if got := mustTotal(t, s, "install-a"); got != 11+3 {
-		t.Errorf("Total = %d, want 14", got)
+	if got := mustCount(t, s, "install-a"); got != 11 {
+		t.Errorf("Count = %d, want 11", got)
+	}
+	if got := mustCountOf(t, s, "install-a", "summary"); got != 3 {
+		t.Errorf("Count(summary) = %d, want 3", got)
 	}
 }
 
@@ -115,8 +118,8 @@ func TestBatchChunks(t *testing.T) {
 		if i == 1 {
 			w = 70
 		}
-		if got := mustTotal(t, s, fmt.Sprintf("install-%08d", i)); got != w {
-			t.Errorf("install %d: Total %d, want %d", i, got, w)
+		if got := mustCount(t, s, fmt.Sprintf("install-%08d", i)); got != w {
+			t.Errorf("install %d: Count %d, want %d", i, got, w)
 		}
 	}
 }
@@ -161,11 +164,11 @@ func TestOverflowInLargeStatement(t *testing.T) {
 		t.Errorf("stats %+v, want %d writes and no failure", st, len(calls))
 	}
 	for i := range 20 {
-		if got := mustTotal(t, s, fmt.Sprintf("install-%08d", i)); got != 6 {
-			t.Errorf("install %d: Total %d, want 6", i, got)
+		if got := mustCount(t, s, fmt.Sprintf("install-%08d", i)); got != 6 {
+			t.Errorf("install %d: Count %d, want 6", i, got)
 		}
 	}
-	if got := mustTotal(t, s, "install-full"); got != math.MaxInt64 {
-		t.Errorf("Total = %d, want MaxInt64", got)
+	if got := mustCount(t, s, "install-full"); got != math.MaxInt64 {
+		t.Errorf("Count = %d, want MaxInt64", got)
 	}
 }

@@ -16,6 +16,9 @@ var (
 	errNotDurable = errors.New("WAL journal mode with synchronous=FULL is not available")
 	// An upsert returned a row for no member of its chunk, or too few rows.
 	errUnexpectedRow = errors.New("upsert returned an unexpected row")
+	errReplaced      = errors.New("database file deleted or replaced")
+	errCloseTimeout  = errors.New("close timed out")
+	errBadTimestamp  = errors.New("unreadable timestamp")
 )
 
 // storageError is a usage-store failure. Its message is built only from the
@@ -50,6 +53,10 @@ func reason(err error) string {
 		return "cannot run the database in WAL mode with synchronous=FULL"
 	case errors.Is(err, errUnexpectedRow):
 		return "unexpected result from the database"
+	case errors.Is(err, errReplaced):
+		return "the database file was deleted or replaced after the store opened it; restart to open the file now at the path"
+	case errors.Is(err, errBadTimestamp):
+		return "a row has an unreadable timestamp"
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return "operation cancelled or timed out"
 	}

@@ -1,11 +1,16 @@
 package sqlite
 
-import "context"
+import (
+	"context"
+	"io/fs"
+	"time"
+)
 
 // Fault injection for the tests of package sqlite_test.
 
 // WithCommitFault makes every commit call fault first; when it returns an
-// error, the commit fails with it instead of running.
+// error, the commit fails with it instead of running. A fault that blocks
+// stands in for a commit stuck in fsync.
 func WithCommitFault(fault func() error) Option {
 	return func(c *config) { c.commitFault = fault }
 }
@@ -20,6 +25,22 @@ func WithBatchHook(hook func(size int)) Option {
 func WithWriterPragma(p string) Option {
 	return func(c *config) { c.writerPragmas = append(c.writerPragmas, p) }
 }
+
+// WithMigrations makes Open apply the migrations of fsys (a "migrations"
+// folder) instead of the embedded ones.
+func WithMigrations(fsys fs.FS) Option {
+	return func(c *config) { c.migrations = fsys }
+}
+
+// WithWatchTicks drives the file watcher by ticks instead of a ticker. The
+// watcher handles one tick before it takes the next, so once a second send
+// on an unbuffered ticks has gone through, the first one's check is done.
+func WithWatchTicks(ticks <-chan time.Time) Option {
+	return func(c *config) { c.watchTicks = ticks }
+}
+
+// MigrationFiles are the embedded migrations.
+var MigrationFiles fs.FS = migrationFiles
 
 // Queued is how many writes wait in the queue.
 func (s *Store) Queued() int { return len(s.reqs) }
@@ -46,3 +67,9 @@ func (s *Store) ReadPragma(name string, n int) (writer string, readers []string,
 	}
 	return writer, readers, nil
 }
+
+// WriterDone is closed once the writer goroutine has returned.
+func (s *Store) WriterDone() <-chan struct{} { return s.done }
+
+// ExpireSQL is the statement of Expire, for its query plan.
+const ExpireSQL = expireSQL

@@ -46,10 +46,10 @@ func MustOpenPath(tb testing.TB, path string, opts ...sqlite.Option) *sqlite.Sto
 }
 
 func TestConformance(t *testing.T) {
-	usagetest.Run(t, func(t *testing.T) func() offload.UsageStore {
+	usagetest.Run(t, 4, func(t *testing.T) func() offload.UsageStore {
 		path := filepath.Join(t.TempDir(), "usage.db")
 		return func() offload.UsageStore {
-			s, err := sqlite.Open(context.Background(), path)
+			s, err := sqlite.Open(context.Background(), path, sqlite.WithMaxFeatures(4))
 			if err != nil {
 				t.Fatalf("Open: %v", err)
 			}
@@ -146,11 +146,17 @@ func incrementCall(install string) func(*sqlite.Store) (int64, error) {
 	}
 }
 
-func mustTotal(t *testing.T, s *sqlite.Store, install string) int64 {
+// mustCount is the count of install's "breakdown" feature.
+func mustCount(t *testing.T, s *sqlite.Store, install string) int64 {
 	t.Helper()
-	n, err := s.Total(context.Background(), install)
+	return mustCountOf(t, s, install, "breakdown")
+}
+
+func mustCountOf(t *testing.T, s *sqlite.Store, install, feature string) int64 {
+	t.Helper()
+	n, err := s.Count(context.Background(), install, feature)
 	if err != nil {
-		t.Fatalf("Total: %v", err)
+		t.Fatalf("Count: %v", err)
 	}
 	return n
 }
@@ -273,14 +279,15 @@ func TestMigrationsSetUserVersion(t *testing.T) {
 	if err := db.QueryRow("PRAGMA user_version").Scan(&v); err != nil {
 		t.Fatal(err)
 	}
-	if v != 2 {
-		t.Fatalf("user_version = %d, want 2", v)
+	if v != 3 {
+		t.Fatalf("user_version = %d, want 3", v)
 	}
 	var ddl string
 	if err := db.QueryRow("SELECT sql FROM sqlite_schema WHERE name = 'usage_counts'").Scan(&ddl); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"STRICT", "WITHOUT ROWID", "CHECK (count >= 0)"} {
+	for _, want := range []string{"STRICT", "WITHOUT ROWID", "CHECK (count >= 0)",
+		"created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP", "updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP"} {
 		if !strings.Contains(ddl, want) {
 			t.Errorf("table definition lacks %q:\n%s", want, ddl)
 		}
@@ -288,8 +295,8 @@ func TestMigrationsSetUserVersion(t *testing.T) {
 	// Opening again applies nothing and keeps the data.
 	db.Close()
 	s = MustOpenPath(t, path)
-	if got := mustTotal(t, s, "nobody-00000000"); got != 0 {
-		t.Fatalf("Total = %d", got)
+	if got := mustCount(t, s, "nobody-00000000"); got != 0 {
+		t.Fatalf("Count = %d", got)
 	}
 }
 
@@ -298,12 +305,12 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 	s := MustOpenPath(t, path)
 	s.Close()
 	db := rawDB(t, path)
-	if _, err := db.Exec("PRAGMA user_version = 3"); err != nil {
+	if _, err := db.Exec("PRAGMA user_version = 4"); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
 	_, err := sqlite.Open(context.Background(), path)
-	checkStorageErr(t, err, "database schema version 3 is newer than the 2 this binary knows")
+	checkStorageErr(t, err, "database schema version 4 is newer than the 3 this binary knows")
 }
 
 func TestOpenAdoptsPythonDatabase(t *testing.T) {
@@ -320,8 +327,11 @@ func TestOpenAdoptsPythonDatabase(t *testing.T) {
 
 	clock := mock.NewClock(time.Date(2026, 2, 16, 12, 2, 0, 0, time.UTC))
 	s := MustOpenPath(t, path, sqlite.WithClock(clock))
-	if got := mustTotal(t, s, "install-python-1"); got != 20 {
-		t.Errorf("Total(install-python-1) = %d, want 20", got)
+	if got := mustCount(t, s, "install-python-1"); got != 17 {
+		t.Errorf("Count(install-python-1) = %d, want 17", got)
+	}
+	if got := mustCountOf(t, s, "install-python-1", "braindump"); got != 3 {
+		t.Errorf("Count(install-python-1, braindump) = %d, want 3", got)
 	}
 	if got, err := s.Reconcile(context.Background(), "install-python-2", "breakdown", 10); err != nil || got != 250 {
 		t.Errorf("Reconcile lower = %d, %v; want 250", got, err)
@@ -333,8 +343,9 @@ func TestOpenAdoptsPythonDatabase(t *testing.T) {
 		WHERE install_id = 'install-python-1' AND feature = 'breakdown'`).Scan(&created, &updated); err != nil {
 		t.Fatal(err)
 	}
-	if created != "2025-11-02T08:15:30Z" || updated != created {
-		t.Errorf("converted timestamps %q, %q; want 2025-11-02T08:15:30Z", created, updated)
+	// Through 002 (RFC 3339) and back by 003: as the Python deployment wrote it.
+	if created != "2025-11-02 08:15:30" || updated != created {
+		t.Errorf("converted timestamps %q, %q; want 2025-11-02 08:15:30", created, updated)
 	}
 }
 
@@ -355,13 +366,14 @@ func TestTimestamps(t *testing.T) {
 	if err := rawDB(t, path).QueryRow("SELECT created_at, updated_at FROM usage_counts").Scan(&created, &updated); err != nil {
 		t.Fatal(err)
 	}
-	if created != "2026-02-16T11:02:00Z" || updated != "2026-02-16T11:03:30Z" {
+	// CURRENT_TIMESTAMP's format, in UTC, like the Python deployment's rows.
+	if created != "2026-02-16 11:02:00" || updated != "2026-02-16 11:03:30" {
 		t.Errorf("created_at %q, updated_at %q", created, updated)
 	}
 }
 
 // TestFileHoldsOnlyCounts: the schema has one table of ids, counts and
-// timestamps, so nothing else can be stored.
+// timestamps (and an index of the same), so nothing else can be stored.
 func TestFileHoldsOnlyCounts(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "usage.db")
 	s := MustOpenPath(t, path)
@@ -382,7 +394,7 @@ func TestFileHoldsOnlyCounts(t *testing.T) {
 		}
 		objects = append(objects, typ+" "+name)
 	}
-	if want := []string{"table usage_counts"}; !slices.Equal(objects, want) {
+	if want := []string{"table usage_counts", "index usage_counts_updated_at"}; !slices.Equal(objects, want) {
 		t.Errorf("schema objects %q, want %q", objects, want)
 	}
 	rows, err = db.Query("SELECT name, type FROM pragma_table_info('usage_counts') ORDER BY cid")
@@ -511,8 +523,8 @@ func TestCommitFailureFailsEveryMember(t *testing.T) {
 	}
 	failing.Store(false)
 	for i := range 5 {
-		if got := mustTotal(t, s, fmt.Sprintf("install-%08d", i)); got != 0 {
-			t.Errorf("install %d: Total %d after a failed commit, want 0", i, got)
+		if got := mustCount(t, s, fmt.Sprintf("install-%08d", i)); got != 0 {
+			t.Errorf("install %d: Count %d after a failed commit, want 0", i, got)
 		}
 	}
 	// The store recovers once commits work again.
@@ -554,8 +566,8 @@ func TestDiskFullFailsBatch(t *testing.T) {
 		}
 		checkStorageErr(t, o.err, "full", long)
 	}
-	if got := mustTotal(t, s, "install-existing"); got != 5 {
-		t.Errorf("Total = %d, want 5: the failed batch must leave nothing", got)
+	if got := mustCount(t, s, "install-existing"); got != 5 {
+		t.Errorf("Count = %d, want 5: the failed batch must leave nothing", got)
 	}
 }
 
@@ -573,8 +585,8 @@ func TestReadOnlyStorage(t *testing.T) {
 	checkStorageErr(t, err, "read-only", "install-00000001", "breakdown")
 	_, err = s.Increment(context.Background(), "install-00000001", "breakdown")
 	checkStorageErr(t, err, "read-only", "install-00000001", "breakdown")
-	if got := mustTotal(t, s, "install-00000001"); got != 5 {
-		t.Errorf("Total = %d, want 5", got)
+	if got := mustCount(t, s, "install-00000001"); got != 5 {
+		t.Errorf("Count = %d, want 5", got)
 	}
 }
 
@@ -658,8 +670,8 @@ func TestCloseFlushesQueuedWrites(t *testing.T) {
 	}
 	s = MustOpenPath(t, path)
 	for i := range n {
-		if got := mustTotal(t, s, fmt.Sprintf("install-%08d", i)); got != int64(i+1) {
-			t.Errorf("install %d: Total %d after reopen, want %d", i, got, i+1)
+		if got := mustCount(t, s, fmt.Sprintf("install-%08d", i)); got != int64(i+1) {
+			t.Errorf("install %d: Count %d after reopen, want %d", i, got, i+1)
 		}
 	}
 }
@@ -756,13 +768,14 @@ func TestOverflowFailsAlone(t *testing.T) {
 	if sizes := g.batchSizes(); !slices.Equal(sizes, []int{1, 4}) {
 		t.Errorf("batch sizes %v, want [1 4]", sizes)
 	}
-	if got := mustTotal(t, s, "install-full"); got != math.MaxInt64 {
-		t.Errorf("Total = %d, want MaxInt64", got)
+	if got := mustCount(t, s, "install-full"); got != math.MaxInt64 {
+		t.Errorf("Count = %d, want MaxInt64", got)
 	}
 }
 
 // TestCallerGivesUpAfterQueueing: a caller whose context ends while its
-// write is queued gets ctx.Err() at once; the write still commits.
+// write is queued gets ctx.Err() at once, and the writer, when it gets to
+// the write, skips it: after a stall the queue is full of such writes.
 func TestCallerGivesUpAfterQueueing(t *testing.T) {
 	g := newGate()
 	s, release := holdFirstBatch(t, g, filepath.Join(t.TempDir(), "usage.db"), nil)
@@ -785,8 +798,8 @@ func TestCallerGivesUpAfterQueueing(t *testing.T) {
 	if _, err := s.Increment(context.Background(), "install-00000002", "breakdown"); err != nil {
 		t.Fatal(err)
 	}
-	if got := mustTotal(t, s, "install-00000001"); got != 8 {
-		t.Errorf("Total = %d, want 8: a queued write still commits", got)
+	if got := mustCount(t, s, "install-00000001"); got != 0 {
+		t.Errorf("Count = %d, want 0: an abandoned queued write is skipped", got)
 	}
 }
 
@@ -807,7 +820,7 @@ func FuzzKeys(f *testing.F) {
 	} {
 		f.Add(seed.id, seed.feature, seed.n)
 	}
-	s := MustOpenDB(f)
+	s := MustOpenDB(f, sqlite.WithMaxFeatures(0)) // the fuzzer makes many features per id
 	ctx := context.Background()
 	f.Fuzz(func(t *testing.T, id, feature string, n int64) {
 		if n < 0 {
@@ -826,12 +839,8 @@ func FuzzKeys(f *testing.F) {
 		if again, err := s.Reconcile(ctx, id, feature, 0); err != nil || again != got {
 			t.Fatalf("Reconcile(0) = %d, %v; want %d", again, err, got)
 		}
-		total, err := s.Total(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if total < got {
-			t.Fatalf("Total = %d, below the feature's %d", total, got)
+		if stored, err := s.Count(ctx, id, feature); err != nil || stored != got {
+			t.Fatalf("Count = %d, %v; want %d", stored, err, got)
 		}
 	})
 }
