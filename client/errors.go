@@ -156,7 +156,7 @@ type Warning struct {
 
 // What a Warning's call did instead.
 const (
-	EffectSessionReplaced = "discarded it; a new session is issued"
+	EffectSessionReplaced = "a new session is issued"
 	EffectSessionInMemory = "the session is kept for this run only"
 	EffectConsentOff      = "cloud AI is treated as off"
 	EffectNotCounted      = "this breakdown was not counted"

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -351,7 +352,8 @@ func (s *FileUsageCounter) All() ([]FeatureUsage, error) {
 // undecodable one a *CorruptStateError.
 func readStateFile(path string, v any) (bool, error) {
 	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		// ENOTDIR: a parent is a file, so there is no such file either.
 		return false, nil
 	}
 	if err != nil {
