@@ -35,6 +35,7 @@ const (
 	pathSessions  = "/v1/sessions/anonymous"
 	pathBreakdown = "/v1/ai/breakdown/generate"
 	pathReconcile = "/v1/usage/reconcile"
+	pathUsage     = "/v1/usage" // DELETE: erase the install's counts
 )
 
 const (
@@ -45,10 +46,16 @@ const (
 	// MaxResponseBytes bounds every response body the client reads.
 	MaxResponseBytes = 1 << 20
 
-	// DefaultTimeout is the default http.Client timeout: longer than the
-	// server's worst case for a breakdown (3 provider attempts of 20 s each
-	// plus at most 4 s of backoff).
-	DefaultTimeout = 90 * time.Second
+	// DefaultTimeout bounds every call but a cloud breakdown: health,
+	// session issue, reconcile and erase answer in milliseconds when the
+	// server is well.
+	DefaultTimeout = 30 * time.Second
+
+	// DefaultCloudTimeout bounds a whole cloud breakdown (session, request,
+	// the one refresh-and-retry). It is shorter than the server's worst case
+	// (3 provider attempts of 20 s plus backoff) on purpose: after it the
+	// Service makes the plan on the device rather than keep the user waiting.
+	DefaultCloudTimeout = 20 * time.Second
 
 	headerOptIn     = "X-Offload-Cloud-Opt-In"
 	headerRequestID = "X-Request-ID"
@@ -64,16 +71,22 @@ type Client struct {
 	userAgent  string
 	tokens     TokenStore
 	clock      offload.Clock
+	cloudTO    time.Duration
+	onWarning  func(Warning)
 
 	// mu serializes session issue so concurrent calls share one new session
 	// instead of each asking for its own (the server rate limits issue).
 	mu sync.Mutex
+	// mem is the session when the token store could not save it: it is used
+	// for the rest of this Client's life instead of the store.
+	mem *Session
 }
 
 // Option configures a Client.
 type Option func(*Client)
 
-// WithHTTPClient sets the HTTP client (default: one with DefaultTimeout).
+// WithHTTPClient sets the HTTP client (default: a plain one; the client
+// bounds each call itself, see DefaultTimeout and WithCloudTimeout).
 func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
 
 // WithInstallID sets the install id sent when issuing sessions and
@@ -96,38 +109,52 @@ func WithClock(clk offload.Clock) Option { return func(c *Client) { c.clock = cl
 // WithUserAgent sets the User-Agent header.
 func WithUserAgent(ua string) Option { return func(c *Client) { c.userAgent = ua } }
 
+// WithCloudTimeout sets how long a cloud breakdown may take in all
+// (default DefaultCloudTimeout; it must be positive). When it is up the call
+// fails with a *TransportError whose Err is a *CloudTimeoutError, and the
+// Service falls back to the device.
+func WithCloudTimeout(d time.Duration) Option { return func(c *Client) { c.cloudTO = d } }
+
+// WithWarningFunc sets where the client reports a Warning (a token store it
+// could not read or write, and worked around) when the call is not made by
+// a Service, which puts them in its Result instead. Default: dropped.
+func WithWarningFunc(f func(Warning)) Option { return func(c *Client) { c.onWarning = f } }
+
 // New returns a Client for the API at baseURL (for example
 // "https://api.example.com"; a path prefix is kept).
 func New(baseURL string, opts ...Option) (*Client, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, errors.New("offload client: base URL must be an absolute http or https URL")
+		return nil, errors.New("base URL must be an absolute http or https URL")
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
-		return nil, errors.New("offload client: base URL must not have a query or fragment")
+		return nil, errors.New("base URL must not have a query or fragment")
 	}
 	c := &Client{
 		base:       u,
-		hc:         &http.Client{Timeout: DefaultTimeout},
+		hc:         &http.Client{},
 		installID:  uuid.NewString(),
 		appVersion: "dev",
 		platform:   "go",
 		userAgent:  "offload-go-client",
 		tokens:     &MemoryTokenStore{},
 		clock:      offload.SystemClock{},
+		cloudTO:    DefaultCloudTimeout,
 	}
 	for _, o := range opts {
 		o(c)
 	}
 	switch {
 	case c.hc == nil || c.tokens == nil || c.clock == nil:
-		return nil, errors.New("offload client: nil option value")
+		return nil, errors.New("nil option value")
 	case !runesBetween(c.installID, 8, 128):
-		return nil, errors.New("offload client: install id must be 8–128 characters")
+		return nil, errors.New("install id must be 8–128 characters")
 	case !runesBetween(c.appVersion, 1, 32):
-		return nil, errors.New("offload client: app version must be 1–32 characters")
+		return nil, errors.New("app version must be 1–32 characters")
 	case !runesBetween(c.platform, 1, 32):
-		return nil, errors.New("offload client: platform must be 1–32 characters")
+		return nil, errors.New("platform must be 1–32 characters")
+	case c.cloudTO <= 0:
+		return nil, errors.New("cloud timeout must be positive")
 	}
 	return c, nil
 }
@@ -137,6 +164,9 @@ func (c *Client) InstallID() string { return c.installID }
 
 // BaseURL returns the API base URL.
 func (c *Client) BaseURL() string { return c.base.String() }
+
+// CloudTimeout returns the bound on a cloud breakdown.
+func (c *Client) CloudTimeout() time.Duration { return c.cloudTO }
 
 // Health is the answer of GET /v1/health.
 type Health struct {
@@ -149,6 +179,8 @@ type Health struct {
 
 // Health asks the server whether it is up. It needs no session.
 func (c *Client) Health(ctx context.Context) (Health, error) {
+	ctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
+	defer cancel()
 	r, err := c.send(ctx, http.MethodGet, pathHealth, nil, "", false)
 	if err != nil {
 		return Health{}, err
@@ -162,8 +194,11 @@ func (c *Client) Health(ctx context.Context) (Health, error) {
 }
 
 // CreateSession issues a new anonymous session, saves it in the token store
-// and returns it, whatever the store held before.
+// and returns it, whatever the store held before. A session the store
+// cannot save is kept in memory for this Client and reported as a Warning.
 func (c *Client) CreateSession(ctx context.Context) (Session, error) {
+	ctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
+	defer cancel()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.issueLocked(ctx)
@@ -171,9 +206,21 @@ func (c *Client) CreateSession(ctx context.Context) (Session, error) {
 
 // EnsureSession returns the stored session when it belongs to this install
 // and expires more than RefreshMargin from now, and otherwise issues and
-// stores a new one. Protected calls do this themselves.
+// stores a new one. Protected calls do this themselves. A stored session
+// that cannot be read (a corrupt file) is a cache miss: it is discarded, a
+// new one is issued and a Warning says so.
 func (c *Client) EnsureSession(ctx context.Context) (Session, error) {
+	ctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
+	defer cancel()
 	return c.session(ctx, "")
+}
+
+// ClearSession forgets the session, in the store and in memory.
+func (c *Client) ClearSession() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.mem = nil
+	return c.tokens.Clear()
 }
 
 // session is EnsureSession that also replaces the session holding stale (a
@@ -181,15 +228,33 @@ func (c *Client) EnsureSession(ctx context.Context) (Session, error) {
 func (c *Client) session(ctx context.Context, stale Token) (Session, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s, ok, err := c.tokens.Load()
-	if err != nil {
-		return Session{}, err
-	}
+	s, ok := c.loadLocked(ctx)
 	if ok && s.Token != "" && s.Token != stale && s.InstallID == c.installID &&
 		s.ExpiresAt.Sub(c.clock.Now()) > RefreshMargin {
 		return s, nil
 	}
 	return c.issueLocked(ctx)
+}
+
+// loadLocked returns the current session, if any. A store that cannot be
+// read costs only a new session: the session is a cache of the server's
+// answer, never the only copy of anything.
+func (c *Client) loadLocked(ctx context.Context) (Session, bool) {
+	if c.mem != nil {
+		return *c.mem, true
+	}
+	s, ok, err := c.tokens.Load()
+	if err == nil {
+		return s, ok
+	}
+	var ce *CorruptStateError
+	if errors.As(err, &ce) {
+		// Discarded now, so the warning is not repeated on every run
+		// should the new session fail to arrive.
+		_ = c.tokens.Clear()
+	}
+	c.warn(ctx, Warning{Err: err, Effect: EffectSessionReplaced})
+	return Session{}, false
 }
 
 func (c *Client) issueLocked(ctx context.Context) (Session, error) {
@@ -208,9 +273,49 @@ func (c *Client) issueLocked(ctx context.Context) (Session, error) {
 	}
 	s.InstallID = c.installID
 	if err := c.tokens.Save(s); err != nil {
-		return Session{}, fmt.Errorf("offload client: save session: %w", err)
+		c.mem = &s
+		c.warn(ctx, Warning{Err: fmt.Errorf("save session: %w", err), Effect: EffectSessionInMemory})
+		return s, nil
 	}
+	c.mem = nil
 	return s, nil
+}
+
+// warn reports w to the Service call that carries a warning sink in ctx,
+// else to the WithWarningFunc hook.
+func (c *Client) warn(ctx context.Context, w Warning) {
+	if sink, ok := ctx.Value(warningSinkKey{}).(*warningSink); ok {
+		sink.add(w)
+		return
+	}
+	if c.onWarning != nil {
+		c.onWarning(w)
+	}
+}
+
+type warningSinkKey struct{}
+
+// warningSink collects the warnings of one Service call.
+type warningSink struct {
+	mu   sync.Mutex
+	list []Warning
+}
+
+func withWarningSink(ctx context.Context) (context.Context, *warningSink) {
+	s := &warningSink{}
+	return context.WithValue(ctx, warningSinkKey{}, s), s
+}
+
+func (s *warningSink) add(w Warning) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.list = append(s.list, w)
+}
+
+func (s *warningSink) warnings() []Warning {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Warning(nil), s.list...)
 }
 
 // CloudBreakdown is the server's breakdown.
@@ -224,18 +329,20 @@ type CloudBreakdown struct {
 
 // GenerateBreakdown asks the server to break req down. Without consent it
 // returns ErrConsentRequired and sends nothing at all; with consent it sends
-// the opt-in header.
+// the opt-in header. The whole call is bounded by the cloud timeout.
 func (c *Client) GenerateBreakdown(ctx context.Context, req offload.BreakdownRequest, consent bool) (CloudBreakdown, error) {
 	if !consent {
 		return CloudBreakdown{}, ErrConsentRequired
 	}
+	ctx, cancel := context.WithTimeoutCause(ctx, c.cloudTO, &CloudTimeoutError{After: c.cloudTO})
+	defer cancel()
 	body := struct {
 		InputText    string   `json:"input_text"`
 		Granularity  int      `json:"granularity"`
 		ContextHints []string `json:"context_hints"`
 		TemplateIDs  []string `json:"template_ids"`
 	}{req.InputText, req.Granularity, nonNil(req.ContextHints), nonNil(req.TemplateIDs)}
-	r, err := c.authed(ctx, pathBreakdown, body, true)
+	r, err := c.authed(ctx, http.MethodPost, pathBreakdown, body, true)
 	if err != nil {
 		return CloudBreakdown{}, err
 	}
@@ -261,17 +368,19 @@ type Reconciliation struct {
 // Service.SyncUsage does.
 func (c *Client) ReconcileUsage(ctx context.Context, feature string, localCount int64) (Reconciliation, error) {
 	if !runesBetween(feature, 1, 64) {
-		return Reconciliation{}, errors.New("offload client: feature must be 1–64 characters")
+		return Reconciliation{}, errors.New("feature must be 1–64 characters")
 	}
 	if localCount < 0 {
-		return Reconciliation{}, errors.New("offload client: local count must not be negative")
+		return Reconciliation{}, errors.New("local count must not be negative")
 	}
+	ctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
+	defer cancel()
 	body := struct {
 		InstallID  string `json:"install_id"`
 		Feature    string `json:"feature"`
 		LocalCount int64  `json:"local_count"`
 	}{c.installID, feature, localCount}
-	r, err := c.authed(ctx, pathReconcile, body, false)
+	r, err := c.authed(ctx, http.MethodPost, pathReconcile, body, false)
 	if err != nil {
 		return Reconciliation{}, err
 	}
@@ -283,14 +392,40 @@ func (c *Client) ReconcileUsage(ctx context.Context, feature string, localCount 
 	return rec, nil
 }
 
+// Erasure is the server's answer to an erase of this install's counts.
+type Erasure struct {
+	Deleted   int64     `json:"deleted"` // usage rows removed; 0 when there were none
+	ErasedAt  time.Time `json:"erased_at"`
+	RequestID string    `json:"request_id,omitempty"`
+}
+
+// EraseUsage asks the server to delete every usage count it keeps for this
+// install (DELETE /v1/usage). The install is the session token's: nothing
+// else is sent. It is idempotent. Like ReconcileUsage it does not ask for
+// consent; State.Forget does.
+func (c *Client) EraseUsage(ctx context.Context) (Erasure, error) {
+	ctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
+	defer cancel()
+	r, err := c.authed(ctx, http.MethodDelete, pathUsage, nil, false)
+	if err != nil {
+		return Erasure{}, err
+	}
+	e, err := decodeErasure(r.body)
+	if err != nil {
+		return Erasure{}, r.invalid(err)
+	}
+	e.RequestID = r.requestID
+	return e, nil
+}
+
 // authed sends a protected call: with a fresh session, and after a 401 with
 // one new session and one retry. A second 401 is returned as it is.
-func (c *Client) authed(ctx context.Context, path string, in any, optIn bool) (reply, error) {
+func (c *Client) authed(ctx context.Context, method, path string, in any, optIn bool) (reply, error) {
 	s, err := c.session(ctx, "")
 	if err != nil {
 		return reply{}, err
 	}
-	r, err := c.send(ctx, http.MethodPost, path, in, s.Token, optIn)
+	r, err := c.send(ctx, method, path, in, s.Token, optIn)
 	var ae *APIError
 	if !errors.As(err, &ae) || !ae.Unauthorized() {
 		return r, err
@@ -298,7 +433,7 @@ func (c *Client) authed(ctx context.Context, path string, in any, optIn bool) (r
 	if s, err = c.session(ctx, s.Token); err != nil {
 		return reply{}, err
 	}
-	return c.send(ctx, http.MethodPost, path, in, s.Token, optIn)
+	return c.send(ctx, method, path, in, s.Token, optIn)
 }
 
 // reply is a 2xx answer with its body read.
@@ -323,7 +458,7 @@ func (c *Client) send(ctx context.Context, method, path string, in any, token To
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return reply{}, fmt.Errorf("offload client: encode %s request: %w", op, err)
+			return reply{}, fmt.Errorf("encode %s request: %w", op, err)
 		}
 		body = bytes.NewReader(b)
 	}
@@ -345,7 +480,12 @@ func (c *Client) send(ctx context.Context, method, path string, in any, token To
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return reply{}, &TransportError{Op: op, RequestID: sentID, Err: redactURL(err)}
+		err = redactURL(err)
+		var cte *CloudTimeoutError
+		if errors.As(context.Cause(ctx), &cte) {
+			err = cte // "no answer within 20s" says more than "context deadline exceeded"
+		}
+		return reply{}, &TransportError{Op: op, RequestID: sentID, Err: err}
 	}
 	defer resp.Body.Close()
 	data, readErr := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))

@@ -29,19 +29,21 @@ const (
 
 // Reasons for an InvalidResponseError. They never quote the body.
 const (
-	errMalformedJSON  = constError("body is not the expected JSON")
-	errTrailingData   = constError("data after the JSON value")
-	errMissingStatus  = constError("missing status")
-	errMissingToken   = constError("missing or malformed session_token")
-	errMissingExpiry  = constError("missing or malformed expires_at")
-	errNoSteps        = constError("missing or empty steps")
-	errBadTitle       = constError("step title empty or longer than 280 characters")
-	errTooDeep        = constError("steps nested too deeply")
-	errTooMany        = constError("too many steps")
-	errNegative       = constError("negative number")
-	errMissingCount   = constError("missing server_count or effective_remaining")
-	errMissingRecTime = constError("missing or malformed reconciled_at")
-	errBadString      = constError("string field too long or not printable")
+	errMalformedJSON   = constError("body is not the expected JSON")
+	errTrailingData    = constError("data after the JSON value")
+	errMissingStatus   = constError("missing status")
+	errMissingToken    = constError("missing or malformed session_token")
+	errMissingExpiry   = constError("missing or malformed expires_at")
+	errNoSteps         = constError("missing or empty steps")
+	errBadTitle        = constError("step title empty or longer than 280 characters")
+	errTooDeep         = constError("steps nested too deeply")
+	errTooMany         = constError("too many steps")
+	errNegative        = constError("negative number")
+	errMissingCount    = constError("missing server_count or effective_remaining")
+	errMissingRecTime  = constError("missing or malformed reconciled_at")
+	errBadString       = constError("string field too long or not printable")
+	errMissingDeleted  = constError("missing deleted")
+	errMissingErasedAt = constError("missing or malformed erased_at")
 )
 
 // decodeJSON decodes exactly one JSON value into v. Decoder messages are
@@ -180,6 +182,27 @@ func decodeReconciliation(body []byte) (Reconciliation, error) {
 		EffectiveRemaining: *w.EffectiveRemaining,
 		ReconciledAt:       at.UTC(),
 	}, nil
+}
+
+func decodeErasure(body []byte) (Erasure, error) {
+	var w struct {
+		Deleted  *int64 `json:"deleted"`
+		ErasedAt string `json:"erased_at"`
+	}
+	if err := decodeJSON(body, &w); err != nil {
+		return Erasure{}, err
+	}
+	if w.Deleted == nil {
+		return Erasure{}, errMissingDeleted
+	}
+	if *w.Deleted < 0 {
+		return Erasure{}, errNegative
+	}
+	at, err := time.Parse(time.RFC3339, w.ErasedAt)
+	if err != nil {
+		return Erasure{}, errMissingErasedAt
+	}
+	return Erasure{Deleted: *w.Deleted, ErasedAt: at.UTC()}, nil
 }
 
 // decodeAPIError reads the contract's error body. Anything else (a proxy's

@@ -35,6 +35,9 @@ func TestDecodeAcceptsUnknownFields(t *testing.T) {
 	if _, err := decodeReconciliation([]byte(`{"server_count":3,"effective_remaining":97,"reconciled_at":"2026-02-16T12:02:00Z","extra":{}}`)); err != nil {
 		t.Fatal(err)
 	}
+	if e, err := decodeErasure([]byte(`{"deleted":2,"erased_at":"2026-02-16T12:02:00Z","extra":1}`)); err != nil || e.Deleted != 2 {
+		t.Fatal(e, err)
+	}
 }
 
 // FuzzDecode feeds arbitrary bodies to every response decoder. None may
@@ -45,6 +48,7 @@ func FuzzDecode(f *testing.F) {
 		`{"session_token":"abc.def","expires_at":"2026-02-16T12:02:00Z"}`,
 		`{"steps":[{"title":"a","substeps":[{"title":"b","substeps":[]}]}],"provider":"openai","latency_ms":3,"usage":{"input_tokens":1,"output_tokens":2}}`,
 		`{"server_count":3,"effective_remaining":97,"reconciled_at":"2026-02-16T12:02:00Z"}`,
+		`{"deleted":2,"erased_at":"2026-02-16T12:02:00Z"}`, `{"deleted":-1,"erased_at":"2026-02-16T12:02:00Z"}`,
 		`{"error":{"code":"consent_required","message":"Cloud AI processing requires explicit opt-in","request_id":"r"}}`,
 		`{"steps":[{"title":"","substeps":null}]}`,
 		`[]`, `null`, `{"error":null}`, `{"steps":{}}`, "\xff\xfe", `{"a":1}{"b":2}`,
@@ -79,6 +83,9 @@ func FuzzDecode(f *testing.F) {
 		}
 		if r, err := decodeReconciliation(body); err == nil && (r.ServerCount < 0 || r.EffectiveRemaining < 0) {
 			t.Fatal("accepted negative counts")
+		}
+		if e, err := decodeErasure(body); err == nil && (e.Deleted < 0 || e.ErasedAt.IsZero()) {
+			t.Fatal("accepted a bad erasure")
 		}
 		ae := decodeAPIError(status, body)
 		if ae.Status != status || (ae.Code != "" && !validCode(ae.Code)) || !plainText(ae.Message, 4*maxErrorMessage+8) {

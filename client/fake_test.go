@@ -35,6 +35,7 @@ type fakeAPI struct {
 	headers  map[string][]string // opt-in header values seen, by path
 	bodies   map[string][]string // raw request bodies, by path
 	counts   map[string]int64    // reconcile store
+	methods  []string            // methods of erase requests
 	override map[string]func(w http.ResponseWriter, r *http.Request) bool
 }
 
@@ -177,9 +178,30 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"effective_remaining": max(0, 100-n),
 			"reconciled_at":       f.clock.Now().UTC().Format(time.RFC3339),
 		})
+	case pathUsage:
+		if r.Method != http.MethodDelete {
+			writeErr(w, 405, "method_not_allowed", "Method not allowed", "")
+			return
+		}
+		if !auth() {
+			return
+		}
+		f.mu.Lock()
+		n := int64(len(f.counts))
+		f.counts = map[string]int64{}
+		f.methods = append(f.methods, r.Method)
+		f.mu.Unlock()
+		writeJSON(w, map[string]any{"deleted": n, "erased_at": f.clock.Now().UTC().Format(time.RFC3339)})
 	default:
 		writeErr(w, 404, "not_found", "Not found", "")
 	}
+}
+
+func (f *fakeAPI) count(feature string) (int64, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n, ok := f.counts[feature]
+	return n, ok
 }
 
 // failIfCalled is a server that fails the test on any request.

