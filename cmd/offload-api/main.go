@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -25,6 +24,7 @@ import (
 	"github.com/offload-app/offload"
 	"github.com/offload-app/offload/config"
 	"github.com/offload-app/offload/internal/app"
+	"github.com/offload-app/offload/internal/buildinfo"
 	"github.com/offload-app/offload/redis"
 )
 
@@ -86,14 +86,6 @@ SQLite file under .offload-backend/.
 Flags:
 `
 
-// version is the module version from the build info.
-func version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	return "(devel)"
-}
-
 // run starts the server and blocks until ctx is done, then drains in-flight
 // requests and closes the store. Configuration errors return before anything
 // listens, and the store is opened (and migrated) only once the listeners
@@ -115,16 +107,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			fs.Usage()
 			return nil
 		}
-		fs.SetOutput(stderr)
-		fs.Usage()
-		return &usageError{err.Error()}
+		return &usageError{err.Error() + " (see offload-api --help)"}
 	}
 	if *showVersion {
-		fmt.Fprintln(stdout, "offload-api", version())
+		fmt.Fprintln(stdout, buildinfo.Line("offload-api"))
 		return nil
 	}
 	if fs.NArg() > 0 {
-		return &usageError{fmt.Sprintf("unexpected arguments: %q", fs.Args())}
+		return &usageError{fmt.Sprintf("unexpected arguments: %q (see offload-api --help)", fs.Args())}
 	}
 
 	cfg, err := config.Load(getenv)

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -361,24 +360,5 @@ func TestSpinnerShowsElapsedSeconds(t *testing.T) {
 	case <-stopped:
 	case <-time.After(5 * time.Second):
 		t.Fatal("stop did not return")
-	}
-}
-
-func TestVersionLine(t *testing.T) {
-	info := &debug.BuildInfo{GoVersion: "go1.26.0", Main: debug.Module{Version: "v1.2.0"}, Settings: []debug.BuildSetting{
-		{Key: "vcs.time", Value: "2026-02-16T12:00:00Z"},
-		{Key: "vcs.revision", Value: "1a2b3c4d5e6f7a8b9c0d"},
-		{Key: "vcs.modified", Value: "true"},
-	}}
-	plat := runtime.GOOS + "/" + runtime.GOARCH
-	if got, want := formatVersion("offload-api", info), "offload-api v1.2.0 (commit 1a2b3c4d5e6f, 2026-02-16T12:00:00Z, modified; go1.26.0 "+plat+")"; got != want {
-		t.Fatalf("version = %q, want %q", got, want)
-	}
-	dev := &debug.BuildInfo{GoVersion: "go1.26.0", Main: debug.Module{Version: "(devel)"}}
-	if got, want := formatVersion("offload", dev), "offload dev (go1.26.0 "+plat+")"; got != want {
-		t.Fatalf("version = %q, want %q", got, want)
-	}
-	if v := buildVersion(); v == "" || len(v) > 32 {
-		t.Fatalf("build version %q", v)
 	}
 }

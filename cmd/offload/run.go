@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/offload-app/offload/client"
+	"github.com/offload-app/offload/internal/buildinfo"
 )
 
 // Exit codes.
@@ -277,7 +278,7 @@ func (c *cli) dispatch(args []string) error {
 	}
 	rest := fs.Args()
 	if c.version {
-		fmt.Fprintln(c.stdout, versionLine("offload"))
+		fmt.Fprintln(c.stdout, buildinfo.Line("offload"))
 		return nil
 	}
 	if len(rest) == 0 {
@@ -359,7 +360,7 @@ func (c *cli) parse(fs *flag.FlagSet, args []string) ([]string, error) {
 		args = rest[1:]
 	}
 	if c.version {
-		fmt.Fprintln(c.stdout, versionLine("offload"))
+		fmt.Fprintln(c.stdout, buildinfo.Line("offload"))
 		return nil, errDone
 	}
 	return pos, nil
@@ -420,7 +421,7 @@ func (c *cli) openState() (*client.State, error) {
 func (c *cli) newClient(st *client.State, opts ...client.Option) (*client.Client, error) {
 	base, source := c.serverURL()
 	c.hintV1(base, source)
-	v := buildVersion()
+	v := buildinfo.Version()
 	opts = append([]client.Option{
 		client.WithPlatform("cli"),
 		client.WithAppVersion(v),

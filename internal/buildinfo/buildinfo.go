@@ -1,8 +1,6 @@
-package main
-
-// The build-info pieces every binary's --version wants. They depend on
-// nothing but the standard library, so they can move as they are into a
-// shared internal package for offload-api and offload-bench.
+// Package buildinfo is what every binary's --version prints, from the
+// build information the Go toolchain records.
+package buildinfo
 
 import (
 	"runtime"
@@ -10,10 +8,10 @@ import (
 	"strings"
 )
 
-// buildVersion is the module version the binary was built from (a tag, or
+// Version is the module version the binary was built from (a tag, or
 // a pseudo-version), else "dev". It is at most 32 characters, so it can go
 // out as the app_version of a session.
-func buildVersion() string {
+func Version() string {
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "dev"
@@ -28,19 +26,20 @@ func moduleVersion(info *debug.BuildInfo) string {
 	return "dev"
 }
 
-// versionLine is what --version prints: the binary's name, its version,
+// Line is what --version prints: the binary's name, its version,
 // the VCS revision and time when the build recorded them, and the Go
 // toolchain, e.g. "offload v1.2.0 (commit 1a2b3c4d5e6f, 2026-02-16T12:00:00Z,
 // modified; go1.26.0 linux/amd64)".
-func versionLine(binary string) string {
+func Line(binary string) string {
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
 		return binary + " dev (" + runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH + ")"
 	}
-	return formatVersion(binary, info)
+	return Format(binary, info)
 }
 
-func formatVersion(binary string, info *debug.BuildInfo) string {
+// Format is Line for the given build information.
+func Format(binary string, info *debug.BuildInfo) string {
 	var details []string
 	var modified bool
 	for _, s := range info.Settings {
