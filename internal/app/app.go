@@ -108,7 +108,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 	if a.store == nil {
 		a.storeName = "sqlite:" + cfg.Usage.DBPath
 		s, err := sqlite.Open(ctx, cfg.Usage.DBPath, sqlite.WithClock(o.clock), sqlite.WithMetrics(metrics),
-			sqlite.WithMaxFeatures(cfg.Usage.MaxFeaturesPerInstall))
+			sqlite.WithMaxFeatures(cfg.Usage.MaxFeaturesPerInstall), sqlite.WithCloseTimeout(cfg.Usage.WriteTimeout))
 		if err != nil {
 			return nil, fmt.Errorf("usage store %s: %w", cfg.Usage.DBPath, err)
 		}
