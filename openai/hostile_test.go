@@ -1,0 +1,108 @@
+package openai
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/offload-app/offload"
+	"github.com/offload-app/offload/openai/openaitest"
+)
+
+// countConn counts the bytes read from an upstream connection.
+type countConn struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c countConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// countReads makes p's default transport count what it reads off the wire.
+func countReads(t *testing.T, p *Provider) *atomic.Int64 {
+	t.Helper()
+	tr, ok := p.hc.Transport.(capTransport).next.(*http.Transport)
+	if !ok {
+		t.Fatal("not the default transport")
+	}
+	var n atomic.Int64
+	dial := tr.DialContext
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return countConn{c, &n}, nil
+	}
+	return &n
+}
+
+// A hostile upstream gets a contract error, and the adapter reads no more of
+// it than the caps (plus a read buffer's worth).
+func TestHostileUpstream(t *testing.T) {
+	const slack = 16 << 10 // net/http's read buffers
+	valid := len(openaitest.CompletionBody(openaitest.DefaultContent, openaitest.Usage{}))
+	tests := []struct {
+		name     string
+		resp     openaitest.Response
+		timeout  time.Duration
+		failure  offload.ProviderFailure
+		class    string
+		status   int
+		attempts int
+		maxRead  int64 // per attempt
+		maxAlloc uint64
+	}{
+		{"11 MB header", openaitest.Response{HeaderBytes: 11 << 20}, 0,
+			offload.ProviderRequestFailed, "transport", 0, 3, MaxResponseHeaderBytes + slack, 1 << 20},
+		{"50 MB body announced", openaitest.Response{BodyBytes: 50 << 20}, 0,
+			offload.ProviderInvalidResponse, "body_too_large", 0, 1, slack, 1 << 20},
+		{"50 MB chunked body", openaitest.Response{BodyBytes: 50 << 20, Chunked: true}, 0,
+			offload.ProviderInvalidResponse, "body_too_large", 0, 1, DefaultMaxResponseBytes + slack, 3 * DefaultMaxResponseBytes},
+		{"big header and chunked body", openaitest.Response{HeaderBytes: 40 << 10, BodyBytes: 50 << 20, Chunked: true}, 0,
+			offload.ProviderInvalidResponse, "body_too_large", 0, 1, DefaultMaxResponseBytes + 40<<10 + slack, 3 * DefaultMaxResponseBytes},
+		{"50 MB error body", openaitest.Response{Status: 503, BodyBytes: 50 << 20, Chunked: true}, 0,
+			offload.ProviderRequestFailed, "status_503", 503, 3, maxErrorBytes + slack, 1 << 20},
+		{"slow drip", openaitest.Response{Drip: 20 * time.Millisecond}, 100 * time.Millisecond,
+			offload.ProviderTimeout, "timeout", 0, 3, int64(valid), 1 << 20},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, func(o *Options) {
+				if tt.timeout > 0 {
+					o.Timeout = tt.timeout
+				}
+			})
+			read := countReads(t, h.p)
+			h.srv.Respond(func(openaitest.Request) openaitest.Response { return tt.resp })
+			start := time.Now()
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err := h.p.Generate(context.Background(), testRequest())
+			runtime.ReadMemStats(&after)
+			pe := providerError(t, err)
+			if pe.Failure != tt.failure || pe.Class != tt.class || pe.Status != tt.status ||
+				pe.Attempts != tt.attempts || pe.Provider != ProviderName {
+				t.Errorf("got %+v, want %v %s status %d after %d", pe, tt.failure, tt.class, tt.status, tt.attempts)
+			}
+			if n := read.Load(); n > int64(tt.attempts)*tt.maxRead {
+				t.Errorf("read %d bytes off the wire in %d attempts, want ≤ %d each", n, tt.attempts, tt.maxRead)
+			}
+			// The fake streams from shared buffers: what the process
+			// allocated is the adapter's reading.
+			if n := after.TotalAlloc - before.TotalAlloc; n > uint64(tt.attempts)*tt.maxAlloc {
+				t.Errorf("allocated %d bytes in %d attempts, want ≤ %d each", n, tt.attempts, tt.maxAlloc)
+			}
+			if d := time.Since(start); d > 10*time.Second {
+				t.Errorf("took %v", d)
+			}
+		})
+	}
+}
