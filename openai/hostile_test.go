@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -25,23 +26,30 @@ func (c countConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// countReads makes p's default transport count what it reads off the wire.
-func countReads(t *testing.T, p *Provider) *atomic.Int64 {
+// wire counts what p's default transport dials and reads.
+type wire struct {
+	dials, read atomic.Int64
+}
+
+// countWire makes p's default transport count its dials and the bytes it
+// reads off the wire.
+func countWire(t testing.TB, p *Provider) *wire {
 	t.Helper()
 	tr, ok := p.hc.Transport.(capTransport).next.(*http.Transport)
 	if !ok {
 		t.Fatal("not the default transport")
 	}
-	var n atomic.Int64
+	w := &wire{}
 	dial := tr.DialContext
 	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := dial(ctx, network, addr)
 		if err != nil {
 			return nil, err
 		}
-		return countConn{c, &n}, nil
+		w.dials.Add(1)
+		return countConn{c, &w.read}, nil
 	}
-	return &n
+	return w
 }
 
 // A hostile upstream gets a contract error, and the adapter reads no more of
@@ -80,7 +88,7 @@ func TestHostileUpstream(t *testing.T) {
 					o.Timeout = tt.timeout
 				}
 			})
-			read := countReads(t, h.p)
+			wire := countWire(t, h.p)
 			h.srv.Respond(func(openaitest.Request) openaitest.Response { return tt.resp })
 			start := time.Now()
 			var before, after runtime.MemStats
@@ -92,7 +100,7 @@ func TestHostileUpstream(t *testing.T) {
 				pe.Attempts != tt.attempts || pe.Provider != ProviderName {
 				t.Errorf("got %+v, want %v %s status %d after %d", pe, tt.failure, tt.class, tt.status, tt.attempts)
 			}
-			if n := read.Load(); n > int64(tt.attempts)*tt.maxRead {
+			if n := wire.read.Load(); n > int64(tt.attempts)*tt.maxRead {
 				t.Errorf("read %d bytes off the wire in %d attempts, want ≤ %d each", n, tt.attempts, tt.maxRead)
 			}
 			// The fake streams from shared buffers: what the process
@@ -102,6 +110,49 @@ func TestHostileUpstream(t *testing.T) {
 			}
 			if d := time.Since(start); d > 10*time.Second {
 				t.Errorf("took %v", d)
+			}
+		})
+	}
+}
+
+// The pool keeps as many connections as MaxConns admits: waves of that many
+// concurrent calls reuse the first wave's connections (with 256 idle per
+// host, every wave past 256 in flight closed and redialled the rest), and
+// more calls than MaxConns share them instead of dialling more.
+func TestPoolReusesConnections(t *testing.T) {
+	tests := []struct {
+		name            string
+		maxConns, calls int
+	}{
+		{"waves at the bound", 300, 300},
+		{"over the bound", 10, 40},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// The delay keeps every call of a wave in flight at once.
+			srv := openaitest.NewServer(openaitest.WithDelay(50 * time.Millisecond))
+			defer srv.Close()
+			o := testOptions(srv.URL)
+			o.MaxConns = tt.maxConns
+			p := newProvider(t, o)
+			wire := countWire(t, p)
+			for wave := range 3 {
+				var wg sync.WaitGroup
+				var failed atomic.Int64
+				for range tt.calls {
+					wg.Go(func() {
+						if _, err := p.Generate(context.Background(), testRequest()); err != nil {
+							failed.Add(1)
+						}
+					})
+				}
+				wg.Wait()
+				if n := failed.Load(); n > 0 {
+					t.Fatalf("wave %d: %d calls failed", wave, n)
+				}
+			}
+			if n := wire.dials.Load(); n > int64(tt.maxConns) {
+				t.Errorf("%d dials for 3 waves of %d calls, want ≤ %d", n, tt.calls, tt.maxConns)
 			}
 		})
 	}
