@@ -10,6 +10,7 @@ import (
 
 	sdk "github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+	"github.com/openai/openai-go/v3/packages/param"
 	"github.com/openai/openai-go/v3/shared"
 
 	"github.com/offload-app/offload"
@@ -88,7 +89,9 @@ func (m memTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // design, each one attempt with the answer validated the same way:
 // params_each_call lets the SDK marshal the whole request every time instead
 // of the body template; sdk_decode lets the SDK decode into its
-// ChatCompletion instead of our small struct; client_post sends the
+// ChatCompletion instead of our small struct; set_json hands the template
+// to the service through param.SetJSON, the SDK's documented way to send
+// pre-encoded JSON (it re-compacts the body); client_post sends the
 // template through the SDK's generic Client.Post instead of the typed
 // service (no empty-params marshalling); no_sdk sends it with net/http
 // alone, the most a bypass of the SDK could save.
@@ -149,6 +152,13 @@ func BenchmarkGenerateInMemory(b *testing.B) {
 		if _, err := offload.ParseSteps([]byte(cc.Choices[0].Message.Content)); err != nil {
 			b.Fatal(err)
 		}
+	})
+	run("set_json", func(b *testing.B) {
+		var params sdk.ChatCompletionNewParams
+		param.SetJSON(p.requestBody(req), &params)
+		var res *http.Response
+		_, err := p.completions.New(ctx, params, option.WithResponseBodyInto(&res))
+		validate(b, res, err)
 	})
 	client := sdk.Client{Options: []option.RequestOption{
 		option.WithBaseURL(o.BaseURL), option.WithAPIKey(o.APIKey), option.WithHTTPClient(p.hc), option.WithMaxRetries(0),
