@@ -84,7 +84,8 @@ const (
 // Options configure a Provider. Zero fields take the defaults above.
 type Options struct {
 	// APIKey is sent as the bearer token. Empty: Generate answers
-	// provider_unavailable without calling anything.
+	// provider_unavailable without calling anything. Key material: Options
+	// is not for printing (a Provider does not show the key).
 	APIKey string
 	// BaseURL is the API root; requests go to {BaseURL}/chat/completions.
 	// An absolute http or https URL.
@@ -122,7 +123,9 @@ type Options struct {
 // Provider generates breakdowns with OpenAI. It is safe for concurrent use;
 // one Provider (one SDK service, one connection pool) serves every request.
 type Provider struct {
-	apiKey  string
+	// The key itself lives only in the SDK's options, so that printing a
+	// Provider cannot show it.
+	hasKey  bool
 	timeout time.Duration
 	maxBody int64
 	retry   offload.RetryPolicy
@@ -183,7 +186,7 @@ func New(o Options) (*Provider, error) {
 	}
 
 	p := &Provider{
-		apiKey:  o.APIKey,
+		hasKey:  o.APIKey != "",
 		timeout: o.Timeout,
 		maxBody: o.MaxResponseBytes,
 		retry:   o.Retry,
@@ -295,7 +298,7 @@ func (p *Provider) Name() string { return ProviderName }
 // passed, mapped to ProviderTimeout) that also wraps ctx.Err(), so
 // errors.Is(err, context.Canceled) holds.
 func (p *Provider) Generate(ctx context.Context, req offload.BreakdownRequest) (offload.Breakdown, error) {
-	if p.apiKey == "" {
+	if !p.hasKey {
 		return offload.Breakdown{}, &offload.ProviderError{Failure: offload.ProviderUnavailable, Class: classNoAPIKey, Provider: ProviderName}
 	}
 	body := p.requestBody(req)

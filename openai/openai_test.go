@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -811,5 +812,14 @@ func TestNewOptions(t *testing.T) {
 	p = newProvider(t, Options{Retry: offload.RetryPolicy{BaseDelay: time.Second}})
 	if p.retry.MaxAttempts != 1 {
 		t.Errorf("MaxAttempts = %d, want 1", p.retry.MaxAttempts)
+	}
+}
+
+func TestProviderDoesNotPrintKey(t *testing.T) {
+	p := newProvider(t, testOptions("http://127.0.0.1:1/v1"))
+	for _, f := range []string{"%v", "%+v", "%#v"} {
+		if out := fmt.Sprintf(f, *p); strings.Contains(out, testKey) {
+			t.Errorf("%s of a Provider shows the key", f)
+		}
 	}
 }
