@@ -7,7 +7,9 @@
 // (DefaultContent) from precomputed bytes, without decoding the request and
 // without taking a lock, so it can stand in for a fast upstream under load.
 // Tests script responses with Enqueue or Respond and, with WithRecording,
-// inspect what the adapter sent.
+// inspect what the adapter sent. Scripted answers can also be hostile (a
+// huge header, a huge or chunked body, a slow drip) to test the adapter's
+// bounds; those are streamed, so they cost the fake next to nothing.
 package openaitest
 
 import (
