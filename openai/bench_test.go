@@ -107,7 +107,7 @@ func BenchmarkGenerateInMemory(b *testing.B) {
 			b.Fatal(err)
 		}
 		var out completion
-		err = decodeBody(res.Body, res.ContentLength, p.maxBody, &out)
+		err = p.bodies.decode(res.Body, &out)
 		res.Body.Close()
 		if err != nil {
 			b.Fatal(err)

@@ -47,6 +47,7 @@ const (
 	classNoChoices    = "no_choices"
 	classEmpty        = "empty_content"
 	classBodyTooLarge = "body_too_large"
+	classBodyBudget   = "body_budget"
 )
 
 // Defaults of Options' zero fields.
@@ -127,7 +128,7 @@ type Provider struct {
 	// Provider cannot show it.
 	hasKey  bool
 	timeout time.Duration
-	maxBody int64
+	bodies  *bodyReader
 	retry   offload.RetryPolicy
 	logger  *slog.Logger
 	hc      *http.Client
@@ -188,7 +189,7 @@ func New(o Options) (*Provider, error) {
 	p := &Provider{
 		hasKey:  o.APIKey != "",
 		timeout: o.Timeout,
-		maxBody: o.MaxResponseBytes,
+		bodies:  newBodyReader(o.MaxResponseBytes),
 		retry:   o.Retry,
 		logger:  o.Logger,
 		sleep:   o.Sleep,
@@ -390,7 +391,7 @@ func (p *Provider) attempt(ctx context.Context, body []byte) (offload.Breakdown,
 		option.WithResponseBodyInto(&res))
 	if err == nil {
 		var out completion
-		err = decodeBody(res.Body, res.ContentLength, p.maxBody, &out)
+		err = p.bodies.decode(res.Body, &out)
 		res.Body.Close()
 		if err == nil {
 			return answer(&out)
@@ -431,6 +432,9 @@ func classify(ctx, actx context.Context, res *http.Response, err error) *failure
 	}
 	if errors.Is(err, errBodyTooLarge) {
 		return &failure{failure: offload.ProviderInvalidResponse, class: classBodyTooLarge}
+	}
+	if errors.Is(err, errBodyBudget) {
+		return &failure{failure: offload.ProviderInvalidResponse, class: classBodyBudget}
 	}
 	// Transport errors come before the 2xx check: a connection reset or a
 	// truncated body while reading a 200 is a transport failure (retried),

@@ -800,8 +800,8 @@ func TestNewOptions(t *testing.T) {
 	}
 	// Zero fields take the defaults.
 	p := newProvider(t, Options{})
-	if p.timeout != DefaultTimeout || p.retry != DefaultRetry || p.maxBody != DefaultMaxResponseBytes {
-		t.Errorf("defaults: timeout %v, retry %+v, cap %d", p.timeout, p.retry, p.maxBody)
+	if p.timeout != DefaultTimeout || p.retry != DefaultRetry || p.bodies.limit != DefaultMaxResponseBytes {
+		t.Errorf("defaults: timeout %v, retry %+v, cap %d", p.timeout, p.retry, p.bodies.limit)
 	}
 	var body sentBody
 	if err := json.Unmarshal(p.requestBody(testRequest()), &body); err != nil || body.Model != DefaultModel ||

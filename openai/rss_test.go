@@ -23,22 +23,27 @@ const (
 )
 
 const (
-	rssConcurrency = 50
-	rssRounds      = 3
-	rssLimit       = 150 << 20 // issue 10: 50 hostile answers stay under 150 MiB
+	rssRounds = 3
+	rssLimit  = 150 << 20 // issue 10: 50 hostile answers stay under 150 MiB
 )
 
-// rssModes are the hostile answers of issue 10, 50 at once.
-var rssModes = map[string]openaitest.Response{
-	"normal":       {},
-	"header_11MB":  {HeaderBytes: 11 << 20},
-	"body_50MB":    {BodyBytes: 50 << 20},
-	"chunked_50MB": {BodyBytes: 50 << 20, Chunked: true},
-	"error_50MB":   {Status: 500, BodyBytes: 50 << 20, Chunked: true},
+// rssModes are the hostile answers of issue 10, 50 at once, and one flood
+// of 500 that only the shared body budget bounds.
+var rssModes = []struct {
+	name        string
+	resp        openaitest.Response
+	concurrency int
+}{
+	{"normal", openaitest.Response{}, 50},
+	{"header_11MB", openaitest.Response{HeaderBytes: 11 << 20}, 50},
+	{"body_50MB", openaitest.Response{BodyBytes: 50 << 20}, 50},
+	{"chunked_50MB", openaitest.Response{BodyBytes: 50 << 20, Chunked: true}, 50},
+	{"error_50MB", openaitest.Response{Status: 500, BodyBytes: 50 << 20, Chunked: true}, 50},
+	{"chunked_50MB_x500", openaitest.Response{BodyBytes: 50 << 20, Chunked: true}, 500},
 }
 
 // TestHostileRSS measures the peak RSS (VmHWM) of a process whose provider
-// gets rssConcurrency concurrent hostile answers, rssRounds times, and fails
+// gets concurrent hostile answers, rssRounds times, and fails
 // above rssLimit. The provider runs in a child process (this test binary
 // again) so the fake upstream's memory is not counted. It takes a few
 // seconds of both cores, so it runs only with OFFLOAD_RSS_TEST=1:
@@ -48,7 +53,11 @@ var rssModes = map[string]openaitest.Response{
 // GOGC in the environment reaches the child (the server runs with 400).
 func TestHostileRSS(t *testing.T) {
 	if url := os.Getenv(envRSSChild); url != "" {
-		rssChild(t, url, os.Getenv(envRSSMode))
+		for _, m := range rssModes {
+			if m.name == os.Getenv(envRSSMode) {
+				rssChild(t, url, m.concurrency)
+			}
+		}
 		return
 	}
 	if os.Getenv(envRSS) != "1" {
@@ -57,12 +66,12 @@ func TestHostileRSS(t *testing.T) {
 	if _, err := os.Stat("/proc/self/status"); err != nil {
 		t.Skip("needs /proc/self/status (Linux)")
 	}
-	for _, mode := range []string{"normal", "header_11MB", "body_50MB", "chunked_50MB", "error_50MB"} {
+	for _, m := range rssModes {
+		mode := m.name
 		t.Run(mode, func(t *testing.T) {
 			srv := openaitest.NewServer()
 			defer srv.Close()
-			resp := rssModes[mode]
-			srv.Respond(func(openaitest.Request) openaitest.Response { return resp })
+			srv.Respond(func(openaitest.Request) openaitest.Response { return m.resp })
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHostileRSS$", "-test.v")
@@ -75,7 +84,8 @@ func TestHostileRSS(t *testing.T) {
 			if hwm == 0 {
 				t.Fatalf("no VmHWM in child output:\n%s", out)
 			}
-			t.Logf("%s: peak RSS %.1f MiB, %d upstream requests, outcomes %s", mode, float64(hwm)/(1<<20), srv.Count(), classes)
+			t.Logf("%s: %d at once: peak RSS %.1f MiB, %d upstream requests, outcomes %s",
+				mode, m.concurrency, float64(hwm)/(1<<20), srv.Count(), classes)
 			if hwm > rssLimit {
 				t.Errorf("%s: peak RSS %.1f MiB > %d MiB", mode, float64(hwm)/(1<<20), rssLimit>>20)
 			}
@@ -83,10 +93,10 @@ func TestHostileRSS(t *testing.T) {
 	}
 }
 
-func rssChild(t *testing.T, url, mode string) {
+func rssChild(t *testing.T, url string, concurrency int) {
 	o := testOptions(url)
 	o.Sleep = func(ctx context.Context, _ time.Duration) error { return ctx.Err() }
-	o.MaxConns = rssConcurrency
+	o.MaxConns = concurrency
 	p := newProvider(t, o)
 	var (
 		mu      sync.Mutex
@@ -94,7 +104,7 @@ func rssChild(t *testing.T, url, mode string) {
 	)
 	for range rssRounds {
 		var wg sync.WaitGroup
-		for range rssConcurrency {
+		for range concurrency {
 			wg.Go(func() {
 				_, err := p.Generate(context.Background(), testRequest())
 				class := "ok"

@@ -1,12 +1,12 @@
 package openai
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -118,46 +118,69 @@ type bodyReadError struct{ err error }
 func (e *bodyReadError) Error() string { return "openai: reading response body: " + e.err.Error() }
 func (e *bodyReadError) Unwrap() error { return e.err }
 
-// bodyBuffers recycles the buffers success bodies are read into. One that
-// grew past maxPooledBuffer (a hostile answer near the cap) is dropped
-// rather than kept for the next GC cycles.
-var bodyBuffers = sync.Pool{New: func() any { b := make([]byte, 0, firstRead); return &b }}
+// A success body is read into pooled chunks: a real answer (a few KB) fits
+// in the first, and a hostile one near the cap takes chunks that go back to
+// the pool for the next read instead of leaving a trail of ever larger
+// buffers for the collector, which at a high GOGC let the heap grow to
+// several times the live bytes.
+const chunkSize = 32 << 10
 
-const (
-	firstRead       = 16 << 10 // a real answer is a few KB
-	maxPooledBuffer = 64 << 10
-)
+type chunk = [chunkSize]byte
 
-// decodeBody reads a body whole and decodes it into dst. size is the
-// announced length (-1 when unknown), trusted up to limit, the body's cap.
-// The buffer doubles but never past limit+1, so a body cut off at the cap
-// costs about twice the cap in all, not the four times of bytes.Buffer or
-// io.ReadAll growing past it.
-func decodeBody(body io.Reader, size, limit int64, dst any) error {
-	bp := bodyBuffers.Get().(*[]byte)
-	buf := (*bp)[:0]
+var chunks = sync.Pool{New: func() any { return new(chunk) }}
+
+// bodyBudget bounds what all the reads of one Provider hold at once beyond
+// their first chunk: the body cap bounds one answer, this bounds a flood of
+// them however many calls the server admits.
+const bodyBudget = 64 << 20
+
+var errBodyBudget = errors.New("openai: response bodies over the memory budget")
+
+// bodyReader reads success bodies under a per-body cap and a memory budget
+// shared by every concurrent read.
+type bodyReader struct {
+	limit int64        // a body's cap (capTransport enforces it)
+	left  atomic.Int64 // budget bytes not held by a read
+}
+
+func newBodyReader(limit int64) *bodyReader {
+	r := &bodyReader{limit: limit}
+	r.left.Store(max(bodyBudget, 2*limit)) // one body at the cap always fits
+	return r
+}
+
+// decode reads a body whole and decodes it into dst. A chunk it cannot take
+// from the budget fails the read with errBodyBudget.
+func (r *bodyReader) decode(body io.Reader, dst any) error {
+	var (
+		stack [4]*chunk
+		parts = append(stack[:0], chunks.Get().(*chunk))
+		n     int   // bytes in the last part
+		held  int64 // budget taken
+	)
 	defer func() {
-		if cap(buf) <= maxPooledBuffer {
-			*bp = buf[:0]
-			bodyBuffers.Put(bp)
+		for _, c := range parts {
+			chunks.Put(c)
 		}
+		r.left.Add(held)
 	}()
-	if want := min(size, limit) + 1; size >= 0 && int64(cap(buf)) < want {
-		buf = make([]byte, 0, want) // +1: room to read EOF
+	take := func(b int64) bool {
+		if r.left.Add(-b) < 0 {
+			r.left.Add(b)
+			return false
+		}
+		held += b
+		return true
 	}
 	for {
-		if len(buf) == cap(buf) {
-			// Double, or straight to the most the cap lets through.
-			n := 2 * int64(cap(buf))
-			if n >= limit {
-				n = max(limit+1, int64(cap(buf))+bytes.MinRead)
+		if n == chunkSize {
+			if !take(chunkSize) {
+				return errBodyBudget
 			}
-			grown := make([]byte, len(buf), n)
-			copy(grown, buf)
-			buf = grown
+			parts, n = append(parts, chunks.Get().(*chunk)), 0
 		}
-		n, err := body.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
+		m, err := body.Read(parts[len(parts)-1][n:])
+		n += m
 		if err == io.EOF {
 			break
 		}
@@ -165,5 +188,16 @@ func decodeBody(body io.Reader, size, limit int64, dst any) error {
 			return err
 		}
 	}
-	return json.Unmarshal(buf, dst)
+	if len(parts) == 1 {
+		return json.Unmarshal(parts[0][:n], dst)
+	}
+	size := (len(parts)-1)*chunkSize + n
+	if !take(int64(size)) {
+		return errBodyBudget
+	}
+	whole := make([]byte, 0, size)
+	for _, c := range parts[:len(parts)-1] {
+		whole = append(whole, c[:]...)
+	}
+	return json.Unmarshal(append(whole, parts[len(parts)-1][:n]...), dst)
 }
