@@ -157,3 +157,18 @@ func TestPoolReusesConnections(t *testing.T) {
 		})
 	}
 }
+
+// An error body cut off at its cap is still classified by its status and
+// headers.
+func TestOversizedErrorBodyKeepsRetryAfter(t *testing.T) {
+	for _, chunked := range []bool{false, true} {
+		h := newHarness(t, nil)
+		h.srv.Enqueue(openaitest.Response{Status: 429, BodyBytes: 1 << 20, Chunked: chunked, Header: http.Header{"Retry-After": {"1"}}})
+		if _, err := h.p.Generate(context.Background(), testRequest()); err != nil {
+			t.Fatalf("chunked %v: %v", chunked, err)
+		}
+		if s := h.slept(); len(s) != 1 || s[0] != time.Second {
+			t.Errorf("chunked %v: sleeps %v, want [1s] from Retry-After", chunked, s)
+		}
+	}
+}

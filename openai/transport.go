@@ -13,14 +13,15 @@ import (
 // DefaultMaxResponseBytes caps a success body when Options.MaxResponseBytes
 // is 0. The largest valid plan (100 steps of 280 four-byte runes, every
 // quote and backslash escaped again in the completion) is about 250 KB and
-// a real one a few KB; 50 concurrent answers at the cap stay within the
-// memory bound of a small server.
+// a real one a few KB. What all concurrent reads hold is bounded besides
+// (bodyBudget).
 const DefaultMaxResponseBytes = 1 << 20
 
-// maxErrorBytes caps an error body (status ≥ 400). Only the status is used;
-// the SDK reads the body to build its error, and OpenAI's are a few hundred
-// bytes.
-const maxErrorBytes = 64 << 10
+// maxErrorBytes caps an error body (status ≥ 400). Only the status and
+// headers are used, so a body cut off here changes nothing; the SDK reads
+// it whole to build its error (OpenAI's are a few hundred bytes, a proxy's
+// HTML page a few KB), and thousands of calls in flight may do so at once.
+const maxErrorBytes = 8 << 10
 
 // MaxResponseHeaderBytes caps the upstream's response header. net/http's
 // default is 10 MB, and 50 concurrent 10 MB headers were 2 GB of RSS.
