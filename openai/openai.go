@@ -15,6 +15,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
 	sdk "github.com/openai/openai-go/v3"
@@ -22,7 +24,6 @@ import (
 	"github.com/openai/openai-go/v3/shared"
 
 	"github.com/offload-app/offload"
-	"github.com/offload-app/offload/config"
 )
 
 // ProviderName is reported in the response's "provider" field.
@@ -46,16 +47,93 @@ const (
 	classNoChoices    = "no_choices"
 	classEmpty        = "empty_content"
 	classBodyTooLarge = "body_too_large"
+	classBodyBudget   = "body_budget"
 )
 
+// Defaults of Options' zero fields.
+const (
+	DefaultBaseURL = "https://api.openai.com/v1"
+	DefaultModel   = "gpt-4o-mini"
+	DefaultTimeout = 20 * time.Second
+	// DefaultMaxConns sizes the upstream connection pool when Options.MaxConns
+	// is 0. Give the server's in-flight bound instead.
+	DefaultMaxConns = 256
+)
+
+// DefaultRetry is the contract's retry policy, used when Options.Retry is
+// the zero value.
+var DefaultRetry = offload.RetryPolicy{
+	MaxAttempts:   3,
+	BaseDelay:     250 * time.Millisecond,
+	MaxDelay:      2 * time.Second,
+	MaxTotalDelay: 4 * time.Second,
+	JitterFactor:  0.25,
+}
+
+// ResponseFormat is how the model is asked for JSON.
+type ResponseFormat string
+
+const (
+	// FormatJSONSchema sends the plan's strict JSON schema (Structured
+	// Outputs); the default.
+	FormatJSONSchema ResponseFormat = "json_schema"
+	// FormatJSONObject asks for any JSON object (JSON mode), for compatible
+	// servers without Structured Outputs; the prompt describes the shape.
+	FormatJSONObject ResponseFormat = "json_object"
+)
+
+// Options configure a Provider. Zero fields take the defaults above.
+type Options struct {
+	// APIKey is sent as the bearer token. Empty: Generate answers
+	// provider_unavailable without calling anything. Key material: Options
+	// is not for printing (a Provider does not show the key).
+	APIKey string
+	// BaseURL is the API root; requests go to {BaseURL}/chat/completions.
+	// An absolute http or https URL.
+	BaseURL string
+	Model   string
+	// Timeout bounds each attempt, from sending to the answer's last byte.
+	Timeout        time.Duration
+	ResponseFormat ResponseFormat
+	// Retry is the policy across attempts; the zero value means DefaultRetry,
+	// MaxAttempts 1 means no retry. The SDK's own retries are always off.
+	Retry offload.RetryPolicy
+	// MaxConns bounds the connections to the upstream and sizes the idle
+	// pool, so that a burst reuses every connection it opened instead of
+	// closing and redialling past a smaller idle limit. Give it the server's
+	// in-flight bound: a request over it waits for a connection (within its
+	// Timeout). Ignored with HTTPClient.
+	MaxConns int
+	// MaxResponseBytes caps a success body (default
+	// DefaultMaxResponseBytes); a larger one is provider_invalid_response,
+	// read no further than the cap.
+	MaxResponseBytes int64
+	// HTTPClient replaces the tuned client (tests, proxies). Its transport
+	// is wrapped with the body caps but not modified: it should set
+	// MaxResponseHeaderBytes itself.
+	HTTPClient *http.Client
+	// Logger gets the retry outcome lines; nil discards.
+	Logger *slog.Logger
+	// Sleep waits between attempts (nil: offload.Sleep); it must return
+	// ctx.Err() when ctx ends first. Tests record delays instead.
+	Sleep func(ctx context.Context, d time.Duration) error
+	// Rand is the jitter source, in [0, 1) (nil: math/rand/v2).
+	Rand func() float64
+}
+
 // Provider generates breakdowns with OpenAI. It is safe for concurrent use;
-// one Provider (one SDK client, one connection pool) serves every request.
+// one Provider (one SDK service, one connection pool) serves every request.
 type Provider struct {
-	cfg    config.OpenAI
-	logger *slog.Logger
-	hc     *http.Client
-	sleep  func(ctx context.Context, d time.Duration) error
-	rand   func() float64
+	// The key itself lives only in the SDK's options, so that printing a
+	// Provider cannot show it.
+	hasKey  bool
+	timeout time.Duration
+	bodies  *bodyReader
+	retry   offload.RetryPolicy
+	logger  *slog.Logger
+	hc      *http.Client
+	sleep   func(ctx context.Context, d time.Duration) error
+	rand    func() float64
 
 	completions sdk.ChatCompletionService
 	// The request body is the same for every call but for the user message:
@@ -66,60 +144,90 @@ type Provider struct {
 
 var _ offload.Provider = (*Provider)(nil)
 
-// Option configures a Provider.
-type Option func(*Provider)
-
-// WithHTTPClient sets the HTTP client. Its transport is still wrapped with
-// the response-size cap.
-func WithHTTPClient(c *http.Client) Option { return func(p *Provider) { p.hc = c } }
-
-// WithSleep replaces the backoff sleep (tests record delays instead of
-// waiting). It must return ctx.Err() when ctx ends first.
-func WithSleep(f func(ctx context.Context, d time.Duration) error) Option {
-	return func(p *Provider) { p.sleep = f }
-}
-
-// WithRand replaces the jitter source; f returns values in [0, 1).
-func WithRand(f func() float64) Option { return func(p *Provider) { p.rand = f } }
-
-// New returns a provider for cfg. It does no I/O: a missing key shows up as
+// New returns a provider for o. It does no I/O: a missing key shows up as
 // provider_unavailable on Generate, so the server can still start and serve
-// the other routes. A nil logger discards.
-func New(cfg config.OpenAI, logger *slog.Logger, opts ...Option) *Provider {
-	p := &Provider{cfg: cfg, logger: logger, sleep: offload.Sleep, rand: rand.Float64}
-	for _, o := range opts {
-		o(p)
+// the other routes. It fails only on options that can never work (a base
+// URL that is not absolute http(s), an unknown response format, negative
+// sizes); the error quotes none of them, as a URL may carry a credential.
+func New(o Options) (*Provider, error) {
+	if o.BaseURL == "" {
+		o.BaseURL = DefaultBaseURL
+	}
+	if u, err := url.Parse(o.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, errors.New("openai: base URL must be an absolute http or https URL")
+	}
+	if o.Model == "" {
+		o.Model = DefaultModel
+	}
+	if strings.Contains(o.Model, userMarker) {
+		return nil, errors.New("openai: invalid model name")
+	}
+	switch o.ResponseFormat {
+	case "":
+		o.ResponseFormat = FormatJSONSchema
+	case FormatJSONSchema, FormatJSONObject:
+	default:
+		return nil, errors.New("openai: response format must be json_schema or json_object")
+	}
+	if o.MaxConns < 0 || o.MaxResponseBytes < 0 || o.Timeout < 0 {
+		return nil, errors.New("openai: MaxConns, MaxResponseBytes and Timeout must not be negative")
+	}
+	if o.Timeout == 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.Retry == (offload.RetryPolicy{}) {
+		o.Retry = DefaultRetry
+	}
+	o.Retry.MaxAttempts = max(o.Retry.MaxAttempts, 1)
+	if o.MaxConns == 0 {
+		o.MaxConns = DefaultMaxConns
+	}
+	if o.MaxResponseBytes == 0 {
+		o.MaxResponseBytes = DefaultMaxResponseBytes
+	}
+
+	p := &Provider{
+		hasKey:  o.APIKey != "",
+		timeout: o.Timeout,
+		bodies:  newBodyReader(o.MaxResponseBytes),
+		retry:   o.Retry,
+		logger:  o.Logger,
+		sleep:   o.Sleep,
+		rand:    o.Rand,
 	}
 	if p.logger == nil {
 		p.logger = slog.New(slog.DiscardHandler)
 	}
-	if p.cfg.Retry.MaxAttempts < 1 {
-		p.cfg.Retry.MaxAttempts = 1
+	if p.sleep == nil {
+		p.sleep = offload.Sleep
+	}
+	if p.rand == nil {
+		p.rand = rand.Float64
 	}
 
-	hc := http.Client{Transport: defaultTransport()}
-	if p.hc != nil {
-		hc = *p.hc
+	hc := http.Client{Transport: newTransport(o.MaxConns)}
+	if o.HTTPClient != nil {
+		hc = *o.HTTPClient
 		if hc.Transport == nil {
 			hc.Transport = http.DefaultTransport
 		}
 	}
-	hc.Transport = capTransport{next: hc.Transport, max: MaxResponseBytes}
+	hc.Transport = capTransport{next: hc.Transport, max: o.MaxResponseBytes}
 	p.hc = &hc
 
 	// The service is built from explicit options rather than sdk.NewClient,
-	// which would also read OPENAI_* variables: config is the only place the
-	// environment is read, and an ambient OPENAI_ORG_ID or custom header must
-	// not change what this server sends.
+	// which would also read OPENAI_* variables: the caller's options are the
+	// only input, and an ambient OPENAI_ORG_ID or custom header must not
+	// change what this server sends.
 	p.completions = sdk.NewChatCompletionService(
-		option.WithBaseURL(cfg.BaseURL),
-		option.WithAPIKey(string(cfg.APIKey)),
+		option.WithBaseURL(o.BaseURL),
+		option.WithAPIKey(o.APIKey),
 		option.WithHTTPClient(p.hc),
 		option.WithMaxRetries(0), // our policy retries, with our budget
 	)
 
-	p.bodyPrefix, p.bodySuffix = bodyTemplate(cfg)
-	return p
+	p.bodyPrefix, p.bodySuffix = bodyTemplate(o.Model, o.ResponseFormat)
+	return p, nil
 }
 
 // rawJSON is a pre-encoded JSON value, passed through as-is by the SDK's
@@ -136,9 +244,9 @@ const userMarker = "OFFLOAD_USER_MESSAGE_9b3f27c1"
 // types and encoder, once, and splits it around the user message. Encoding
 // the 3 KB of constant prompt and schema by reflection on every call was a
 // quarter of the adapter's CPU under load.
-func bodyTemplate(cfg config.OpenAI) (prefix, suffix []byte) {
+func bodyTemplate(model string, rf ResponseFormat) (prefix, suffix []byte) {
 	var format sdk.ChatCompletionNewParamsResponseFormatUnion
-	if cfg.ResponseFormat == config.FormatJSONObject {
+	if rf == FormatJSONObject {
 		format.OfJSONObject = &shared.ResponseFormatJSONObjectParam{}
 	} else {
 		format.OfJSONSchema = &shared.ResponseFormatJSONSchemaParam{
@@ -150,7 +258,7 @@ func bodyTemplate(cfg config.OpenAI) (prefix, suffix []byte) {
 		}
 	}
 	params := sdk.ChatCompletionNewParams{
-		Model: cfg.Model,
+		Model: model,
 		Messages: []sdk.ChatCompletionMessageParamUnion{
 			sdk.SystemMessage(systemPrompt),
 			sdk.UserMessage(userMarker),
@@ -164,8 +272,8 @@ func bodyTemplate(cfg config.OpenAI) (prefix, suffix []byte) {
 	quoted := []byte(`"` + userMarker + `"`)
 	i := bytes.Index(body, quoted)
 	if err != nil || i < 0 || bytes.Count(body, quoted) != 1 {
-		// Only a broken SDK or a model name containing the marker gets
-		// here; neither can be served correctly.
+		// Only a broken SDK gets here (New refuses a model name holding
+		// the marker).
 		panic("openai: cannot build the request body template")
 	}
 	return body[:i:i], body[i+len(quoted):]
@@ -181,15 +289,18 @@ func (p *Provider) Name() string { return ProviderName }
 // the total sleep stays within MaxTotalDelay (see offload.RetryPolicy.NextDelay); other 4xx and
 // invalid answers are not. The final error maps to the contract codes:
 // last failure a timeout → ProviderTimeout, invalid answer →
-// ProviderInvalidResponse, anything else → ProviderRequestFailed.
+// ProviderInvalidResponse, anything else → ProviderRequestFailed. Every
+// error is an *offload.ProviderError with Provider "openai" and, when the
+// last attempt failed on an HTTP error status, that Status; a success
+// reports its Attempts.
 //
 // When ctx ends (the client went away), Generate stops at once and returns a
 // ProviderError of class "canceled" (or "deadline" when ctx's own deadline
 // passed, mapped to ProviderTimeout) that also wraps ctx.Err(), so
 // errors.Is(err, context.Canceled) holds.
 func (p *Provider) Generate(ctx context.Context, req offload.BreakdownRequest) (offload.Breakdown, error) {
-	if p.cfg.APIKey == "" {
-		return offload.Breakdown{}, &offload.ProviderError{Failure: offload.ProviderUnavailable, Class: classNoAPIKey}
+	if !p.hasKey {
+		return offload.Breakdown{}, &offload.ProviderError{Failure: offload.ProviderUnavailable, Class: classNoAPIKey, Provider: ProviderName}
 	}
 	body := p.requestBody(req)
 
@@ -201,15 +312,16 @@ func (p *Provider) Generate(ctx context.Context, req offload.BreakdownRequest) (
 				p.logger.LogAttrs(ctx, slog.LevelInfo, "provider_retry_recovered",
 					slog.String("provider", ProviderName), slog.Int("attempts", attempt))
 			}
+			out.Attempts = attempt
 			return out, nil
 		}
 		if f.class == classCanceled || f.class == classDeadline {
 			return offload.Breakdown{}, canceled(ctx, f.class, attempt)
 		}
-		retry := f.retryable && attempt < p.cfg.Retry.MaxAttempts
+		retry := f.retryable && attempt < p.retry.MaxAttempts
 		var d time.Duration
 		if retry {
-			d, retry = p.cfg.Retry.NextDelay(attempt, p.rand(), slept, f.retryAfter)
+			d, retry = p.retry.NextDelay(attempt, p.rand(), slept, f.retryAfter)
 		}
 		if !retry {
 			// Only a failure after retrying, or a retryable one that we stop
@@ -220,7 +332,9 @@ func (p *Provider) Generate(ctx context.Context, req offload.BreakdownRequest) (
 					slog.String("provider", ProviderName), slog.Int("attempts", attempt),
 					slog.String("error_class", f.class))
 			}
-			return offload.Breakdown{}, &offload.ProviderError{Failure: f.failure, Class: f.class, Attempts: attempt}
+			return offload.Breakdown{}, &offload.ProviderError{
+				Failure: f.failure, Class: f.class, Attempts: attempt, Status: f.status, Provider: ProviderName,
+			}
 		}
 		if err := p.sleep(ctx, d); err != nil || ctx.Err() != nil {
 			return offload.Breakdown{}, canceled(ctx, classCanceled, attempt)
@@ -233,6 +347,7 @@ func (p *Provider) Generate(ctx context.Context, req offload.BreakdownRequest) (
 type failure struct {
 	failure    offload.ProviderFailure
 	class      string
+	status     int // the HTTP error status it failed on, 0 otherwise
 	retryable  bool
 	retryAfter time.Duration
 }
@@ -263,25 +378,26 @@ type completion struct {
 }
 
 func (p *Provider) attempt(ctx context.Context, body []byte) (offload.Breakdown, *failure) {
-	actx, cancel := ctx, context.CancelFunc(func() {})
-	if p.cfg.Timeout > 0 {
-		actx, cancel = context.WithTimeout(ctx, p.cfg.Timeout)
-	}
+	actx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
-	var (
-		res *http.Response
-		out completion
-	)
-	// Empty params: the body comes pre-encoded (WithRequestBody) and the
-	// answer is decoded into out (WithResponseBodyInto).
+	// Empty params: the body comes pre-encoded (WithRequestBody). A success
+	// answer is handed over unread (WithResponseBodyInto of an
+	// *http.Response) and read once, into a pooled buffer, under the cap;
+	// the SDK would read it whole and copy it again into its decoder. Error
+	// answers the SDK reads itself, under capTransport's smaller cap.
+	var res *http.Response
 	_, err := p.completions.New(actx, sdk.ChatCompletionNewParams{},
 		option.WithRequestBody("application/json", body),
-		option.WithResponseBodyInto(&out),
-		option.WithResponseInto(&res))
-	if err != nil {
-		return offload.Breakdown{}, classify(ctx, actx, res, err)
+		option.WithResponseBodyInto(&res))
+	if err == nil {
+		var out completion
+		err = p.bodies.decode(res.Body, &out)
+		res.Body.Close()
+		if err == nil {
+			return answer(&out)
+		}
 	}
-	return answer(&out)
+	return offload.Breakdown{}, classify(ctx, actx, res, err)
 }
 
 // classify turns an SDK error into a failure without looking at its text:
@@ -307,7 +423,7 @@ func classify(ctx, actx context.Context, res *http.Response, err error) *failure
 		status, header = res.StatusCode, res.Header
 	}
 	if status >= 400 {
-		f := &failure{failure: offload.ProviderRequestFailed, class: statusClass(status)}
+		f := &failure{failure: offload.ProviderRequestFailed, class: statusClass(status), status: status}
 		if status == http.StatusTooManyRequests || status >= 500 {
 			f.retryable = true
 			f.retryAfter = offload.RetryAfter(header)
@@ -317,9 +433,13 @@ func classify(ctx, actx context.Context, res *http.Response, err error) *failure
 	if errors.Is(err, errBodyTooLarge) {
 		return &failure{failure: offload.ProviderInvalidResponse, class: classBodyTooLarge}
 	}
+	if errors.Is(err, errBodyBudget) {
+		return &failure{failure: offload.ProviderInvalidResponse, class: classBodyBudget}
+	}
 	// Transport errors come before the 2xx check: a connection reset or a
 	// truncated body while reading a 200 is a transport failure (retried),
-	// not an invalid answer.
+	// not an invalid answer. An oversized response header is one too
+	// (net/http reports it as a plain error in a *url.Error).
 	var netErr net.Error
 	if errors.As(err, &netErr) {
 		if netErr.Timeout() {
@@ -332,11 +452,10 @@ func classify(ctx, actx context.Context, res *http.Response, err error) *failure
 		return &failure{failure: offload.ProviderRequestFailed, class: classTransport, retryable: true}
 	}
 	if res != nil {
-		// A 2xx whose body the SDK could not decode.
+		// A 2xx whose body does not decode.
 		return &failure{failure: offload.ProviderInvalidResponse, class: classParse}
 	}
-	// The SDK refused to build or send the request (bad base URL and the
-	// like): retrying cannot help.
+	// The SDK refused to build or send the request: retrying cannot help.
 	return &failure{failure: offload.ProviderRequestFailed, class: classRequest}
 }
 
@@ -406,7 +525,7 @@ func canceled(ctx context.Context, class string, attempts int) error {
 		class, failure = classDeadline, offload.ProviderTimeout
 	}
 	return &canceledError{
-		pe:    &offload.ProviderError{Failure: failure, Class: class, Attempts: attempts},
+		pe:    &offload.ProviderError{Failure: failure, Class: class, Attempts: attempts, Provider: ProviderName},
 		cause: cause,
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -16,7 +17,6 @@ import (
 	"time"
 
 	"github.com/offload-app/offload"
-	"github.com/offload-app/offload/config"
 	"github.com/offload-app/offload/openai/openaitest"
 )
 
@@ -38,14 +38,14 @@ func (h *harness) slept() []time.Duration {
 	return append([]time.Duration(nil), h.sleeps...)
 }
 
-func testConfig(baseURL string) config.OpenAI {
-	return config.OpenAI{
+func testOptions(baseURL string) Options {
+	return Options{
 		APIKey:         testKey,
 		BaseURL:        baseURL,
 		Model:          "gpt-test-model",
 		Timeout:        5 * time.Second,
-		ResponseFormat: config.FormatJSONSchema,
-		Retry: config.Retry{
+		ResponseFormat: FormatJSONSchema,
+		Retry: offload.RetryPolicy{
 			MaxAttempts:   3,
 			BaseDelay:     250 * time.Millisecond,
 			MaxDelay:      2 * time.Second,
@@ -55,26 +55,34 @@ func testConfig(baseURL string) config.OpenAI {
 	}
 }
 
-func newHarness(t *testing.T, mutate func(*config.OpenAI), opts ...Option) *harness {
+// newProvider is New that must succeed.
+func newProvider(t testing.TB, o Options) *Provider {
+	t.Helper()
+	p, err := New(o)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return p
+}
+
+func newHarness(t *testing.T, mutate func(*Options)) *harness {
 	t.Helper()
 	srv := openaitest.NewServer(openaitest.WithRecording())
 	t.Cleanup(srv.Close)
-	cfg := testConfig(srv.URL)
-	if mutate != nil {
-		mutate(&cfg)
-	}
 	h := &harness{srv: srv, logs: &bytes.Buffer{}}
-	logger := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	base := []Option{
-		WithSleep(func(ctx context.Context, d time.Duration) error {
-			h.mu.Lock()
-			h.sleeps = append(h.sleeps, d)
-			h.mu.Unlock()
-			return ctx.Err()
-		}),
-		WithRand(func() float64 { return 0.5 }),
+	o := testOptions(srv.URL)
+	o.Logger = slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	o.Sleep = func(ctx context.Context, d time.Duration) error {
+		h.mu.Lock()
+		h.sleeps = append(h.sleeps, d)
+		h.mu.Unlock()
+		return ctx.Err()
 	}
-	h.p = New(cfg, logger, append(base, opts...)...)
+	o.Rand = func() float64 { return 0.5 }
+	if mutate != nil {
+		mutate(&o)
+	}
+	h.p = newProvider(t, o)
 	return h
 }
 
@@ -141,6 +149,9 @@ func TestGenerateSuccess(t *testing.T) {
 	}
 	if got.Steps[1].Substeps[0].Title != "Set a timer for ten minutes" || got.Steps[0].Substeps == nil {
 		t.Errorf("unexpected plan shape: %+v", got.Steps)
+	}
+	if got.Attempts != 1 || got.Provider != "" {
+		t.Errorf("attempts %d, provider %q; want 1 and empty (the one asked)", got.Attempts, got.Provider)
 	}
 	wantUsage := offload.TokenUsage{InputTokens: openaitest.DefaultPromptTokens, OutputTokens: openaitest.DefaultCompletionTokens}
 	if got.Usage != wantUsage {
@@ -270,7 +281,7 @@ func checkStrictSchema(t *testing.T, s any) {
 }
 
 func TestGenerateJSONObjectFormat(t *testing.T) {
-	h := newHarness(t, func(c *config.OpenAI) { c.ResponseFormat = config.FormatJSONObject })
+	h := newHarness(t, func(o *Options) { o.ResponseFormat = FormatJSONObject })
 	if _, err := h.p.Generate(context.Background(), testRequest()); err != nil {
 		t.Fatal(err)
 	}
@@ -294,18 +305,17 @@ func TestGenerateJSONObjectFormat(t *testing.T) {
 
 func TestBaseURLWithoutV1(t *testing.T) {
 	h := newHarness(t, nil)
-	cfg := testConfig(strings.TrimSuffix(h.srv.URL, "/v1"))
-	p := New(cfg, nil)
+	p := newProvider(t, testOptions(strings.TrimSuffix(h.srv.URL, "/v1")))
 	if _, err := p.Generate(context.Background(), testRequest()); err != nil {
 		t.Fatalf("Generate against {base}/chat/completions: %v", err)
 	}
 }
 
 func TestNoAPIKey(t *testing.T) {
-	h := newHarness(t, func(c *config.OpenAI) { c.APIKey = "" })
+	h := newHarness(t, func(o *Options) { o.APIKey = "" })
 	_, err := h.p.Generate(context.Background(), testRequest())
 	pe := providerError(t, err)
-	if pe.Failure != offload.ProviderUnavailable || pe.Class != "no_api_key" {
+	if pe.Failure != offload.ProviderUnavailable || pe.Class != "no_api_key" || pe.Provider != "openai" || pe.Status != 0 {
 		t.Errorf("got %+v", pe)
 	}
 	if offload.ErrorCode(err) != offload.CodeProviderUnavailable {
@@ -317,11 +327,11 @@ func TestNoAPIKey(t *testing.T) {
 }
 
 func TestGenerateTimeout(t *testing.T) {
-	h := newHarness(t, func(c *config.OpenAI) { c.Timeout = 50 * time.Millisecond })
+	h := newHarness(t, func(o *Options) { o.Timeout = 50 * time.Millisecond })
 	h.srv.Respond(func(openaitest.Request) openaitest.Response { return openaitest.Response{Hang: true} })
 	_, err := h.p.Generate(context.Background(), testRequest())
 	pe := providerError(t, err)
-	if pe.Failure != offload.ProviderTimeout || pe.Class != "timeout" || pe.Attempts != 3 {
+	if pe.Failure != offload.ProviderTimeout || pe.Class != "timeout" || pe.Attempts != 3 || pe.Status != 0 || pe.Provider != "openai" {
 		t.Errorf("got %+v, want timeout after 3 attempts", pe)
 	}
 	if offload.ErrorCode(err) != offload.CodeProviderTimeout {
@@ -342,15 +352,16 @@ func TestGenerateTimeout(t *testing.T) {
 func TestGenerateLastFailureDecides(t *testing.T) {
 	// 200 ms so that the hanging attempt surely reaches the fake, keeping
 	// the script's order.
-	h := newHarness(t, func(c *config.OpenAI) { c.Timeout = 200 * time.Millisecond; c.Retry.MaxAttempts = 2 })
+	h := newHarness(t, func(o *Options) { o.Timeout = 200 * time.Millisecond; o.Retry.MaxAttempts = 2 })
 	h.srv.Enqueue(openaitest.Response{Hang: true}, openaitest.Response{Status: 500})
 	_, err := h.p.Generate(context.Background(), testRequest())
-	if pe := providerError(t, err); pe.Failure != offload.ProviderRequestFailed || pe.Class != "status_500" {
+	if pe := providerError(t, err); pe.Failure != offload.ProviderRequestFailed || pe.Class != "status_500" || pe.Status != 500 {
 		t.Errorf("got %+v", pe)
 	}
 	h.srv.Enqueue(openaitest.Response{Status: 500}, openaitest.Response{Hang: true})
 	_, err = h.p.Generate(context.Background(), testRequest())
-	if pe := providerError(t, err); pe.Failure != offload.ProviderTimeout {
+	// Status is the last attempt's: none.
+	if pe := providerError(t, err); pe.Failure != offload.ProviderTimeout || pe.Status != 0 {
 		t.Errorf("got %+v", pe)
 	}
 }
@@ -377,8 +388,13 @@ func TestGenerateStatusErrors(t *testing.T) {
 			h.srv.Respond(func(openaitest.Request) openaitest.Response { return openaitest.Response{Status: tt.status} })
 			_, err := h.p.Generate(context.Background(), testRequest())
 			pe := providerError(t, err)
-			if pe.Failure != offload.ProviderRequestFailed || pe.Class != tt.wantClass || pe.Attempts != tt.wantRequests {
-				t.Errorf("got %+v, want request failed %s after %d", pe, tt.wantClass, tt.wantRequests)
+			if pe.Failure != offload.ProviderRequestFailed || pe.Class != tt.wantClass || pe.Attempts != tt.wantRequests ||
+				pe.Status != tt.status || pe.Provider != "openai" {
+				t.Errorf("got %+v, want request failed %s (%d) after %d", pe, tt.wantClass, tt.status, tt.wantRequests)
+			}
+			// Refused: the chain must not send the content elsewhere.
+			if want := tt.status < 500 && tt.status != 429; pe.Refused() != want {
+				t.Errorf("Refused() = %v, want %v", pe.Refused(), want)
 			}
 			if offload.ErrorCode(err) != offload.CodeProviderRequestFailed {
 				t.Errorf("code = %q", offload.ErrorCode(err))
@@ -418,13 +434,15 @@ func TestGenerateTransportError(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens: every attempt is refused
 	var sleeps int
-	p := New(testConfig("http://"+addr+"/v1"), nil, WithSleep(func(ctx context.Context, _ time.Duration) error {
+	o := testOptions("http://" + addr + "/v1")
+	o.Sleep = func(ctx context.Context, _ time.Duration) error {
 		sleeps++
 		return ctx.Err()
-	}))
+	}
+	p := newProvider(t, o)
 	_, err = p.Generate(context.Background(), testRequest())
 	pe := providerError(t, err)
-	if pe.Failure != offload.ProviderRequestFailed || pe.Class != "transport" || pe.Attempts != 3 || sleeps != 2 {
+	if pe.Failure != offload.ProviderRequestFailed || pe.Class != "transport" || pe.Attempts != 3 || sleeps != 2 || pe.Status != 0 || pe.Provider != "openai" {
 		t.Errorf("got %+v after %d sleeps, want transport failure after 3 attempts", pe, sleeps)
 	}
 }
@@ -432,7 +450,7 @@ func TestGenerateTransportError(t *testing.T) {
 func TestGenerateInvalidResponses(t *testing.T) {
 	deep := strings.Repeat(`{"title":"x","substeps":[`, 6) + strings.Repeat(`]}`, 6)
 	manySteps := `{"steps":[` + strings.TrimSuffix(strings.Repeat(`{"title":"s","substeps":[]},`, 101), ",") + `]}`
-	huge := bytes.Repeat([]byte(" "), MaxResponseBytes+1)
+	huge := bytes.Repeat([]byte(" "), DefaultMaxResponseBytes+1)
 	huge = append(openaitest.CompletionBody(openaitest.DefaultContent, openaitest.Usage{}), huge...)
 	tests := []struct {
 		name  string
@@ -461,7 +479,8 @@ func TestGenerateInvalidResponses(t *testing.T) {
 			h.srv.Enqueue(tt.resp)
 			_, err := h.p.Generate(context.Background(), testRequest())
 			pe := providerError(t, err)
-			if pe.Failure != offload.ProviderInvalidResponse || pe.Class != tt.class || pe.Attempts != 1 {
+			if pe.Failure != offload.ProviderInvalidResponse || pe.Class != tt.class || pe.Attempts != 1 ||
+				pe.Status != 0 || pe.Provider != "openai" || pe.Refused() {
 				t.Errorf("got %+v, want invalid response %q after 1 attempt", pe, tt.class)
 			}
 			if offload.ErrorCode(err) != offload.CodeProviderInvalidResponse {
@@ -481,8 +500,8 @@ func TestGenerateRecoversAfter503(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Generate: %v", err)
 	}
-	if len(got.Steps) == 0 || h.srv.Count() != 2 {
-		t.Errorf("steps %d, requests %d", len(got.Steps), h.srv.Count())
+	if len(got.Steps) == 0 || h.srv.Count() != 2 || got.Attempts != 2 {
+		t.Errorf("steps %d, requests %d, attempts %d", len(got.Steps), h.srv.Count(), got.Attempts)
 	}
 	lines := logLines(t, h.logs)
 	rec := linesWithMsg(lines, "provider_retry_recovered")
@@ -514,7 +533,7 @@ func TestGenerateRetryAfter(t *testing.T) {
 	if _, err := h.p.Generate(context.Background(), testRequest()); err != nil {
 		t.Fatal(err)
 	}
-	if s := h.slept(); h.srv.Count() != 2 || len(s) != 1 || s[0] != h.p.cfg.Retry.MaxDelay {
+	if s := h.slept(); h.srv.Count() != 2 || len(s) != 1 || s[0] != h.p.retry.MaxDelay {
 		t.Errorf("%d requests, sleeps %v; want 2 and [MaxDelay]", h.srv.Count(), s)
 	}
 }
@@ -522,20 +541,20 @@ func TestGenerateRetryAfter(t *testing.T) {
 func TestGenerateSleepBudget(t *testing.T) {
 	tests := []struct {
 		name   string
-		retry  config.Retry
+		retry  offload.RetryPolicy
 		rand   float64
 		sleeps int // expected number of backoff sleeps
 	}{
-		{"contract defaults", config.Retry{MaxAttempts: 3, BaseDelay: 250 * time.Millisecond, MaxDelay: 2 * time.Second, MaxTotalDelay: 4 * time.Second, JitterFactor: 0.25}, 0.999, 2},
-		{"ten attempts stop at budget", config.Retry{MaxAttempts: 10, BaseDelay: 250 * time.Millisecond, MaxDelay: 2 * time.Second, MaxTotalDelay: 4 * time.Second, JitterFactor: 0.25}, 0, 4},
-		{"full jitter capped", config.Retry{MaxAttempts: 10, BaseDelay: time.Second, MaxDelay: 1500 * time.Millisecond, MaxTotalDelay: 5 * time.Second, JitterFactor: 1}, 0.999, 3},
-		{"tight budget", config.Retry{MaxAttempts: 5, BaseDelay: 100 * time.Millisecond, MaxDelay: time.Second, MaxTotalDelay: 250 * time.Millisecond, JitterFactor: 0}, 0, 1},
-		{"zero budget", config.Retry{MaxAttempts: 5, BaseDelay: 100 * time.Millisecond, MaxDelay: time.Second, MaxTotalDelay: 0, JitterFactor: 0}, 0, 0},
-		{"zero delays", config.Retry{MaxAttempts: 4, BaseDelay: 0, MaxDelay: 0, MaxTotalDelay: 0, JitterFactor: 0.5}, 0.5, 3},
+		{"contract defaults", offload.RetryPolicy{MaxAttempts: 3, BaseDelay: 250 * time.Millisecond, MaxDelay: 2 * time.Second, MaxTotalDelay: 4 * time.Second, JitterFactor: 0.25}, 0.999, 2},
+		{"ten attempts stop at budget", offload.RetryPolicy{MaxAttempts: 10, BaseDelay: 250 * time.Millisecond, MaxDelay: 2 * time.Second, MaxTotalDelay: 4 * time.Second, JitterFactor: 0.25}, 0, 4},
+		{"full jitter capped", offload.RetryPolicy{MaxAttempts: 10, BaseDelay: time.Second, MaxDelay: 1500 * time.Millisecond, MaxTotalDelay: 5 * time.Second, JitterFactor: 1}, 0.999, 3},
+		{"tight budget", offload.RetryPolicy{MaxAttempts: 5, BaseDelay: 100 * time.Millisecond, MaxDelay: time.Second, MaxTotalDelay: 250 * time.Millisecond, JitterFactor: 0}, 0, 1},
+		{"zero budget", offload.RetryPolicy{MaxAttempts: 5, BaseDelay: 100 * time.Millisecond, MaxDelay: time.Second, MaxTotalDelay: 0, JitterFactor: 0}, 0, 0},
+		{"zero delays", offload.RetryPolicy{MaxAttempts: 4, BaseDelay: 0, MaxDelay: 0, MaxTotalDelay: 0, JitterFactor: 0.5}, 0.5, 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := newHarness(t, func(c *config.OpenAI) { c.Retry = tt.retry }, WithRand(func() float64 { return tt.rand }))
+			h := newHarness(t, func(o *Options) { o.Retry = tt.retry; o.Rand = func() float64 { return tt.rand } })
 			h.srv.Respond(func(openaitest.Request) openaitest.Response { return openaitest.Response{Status: 500} })
 			_, err := h.p.Generate(context.Background(), testRequest())
 			pe := providerError(t, err)
@@ -588,7 +607,7 @@ func TestGenerateCallerCancel(t *testing.T) {
 		t.Errorf("error %v does not wrap context.Canceled", err)
 	}
 	pe := providerError(t, err)
-	if pe.Class != "canceled" || pe.Attempts != 1 {
+	if pe.Class != "canceled" || pe.Attempts != 1 || pe.Provider != "openai" || pe.Status != 0 {
 		t.Errorf("got %+v", pe)
 	}
 	waitFor(t, func() bool { return h.srv.Canceled() == 1 })
@@ -603,10 +622,12 @@ func TestGenerateCallerCancel(t *testing.T) {
 func TestGenerateCancelDuringBackoff(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	h := newHarness(t, nil, WithSleep(func(ctx context.Context, _ time.Duration) error {
-		cancel() // the client leaves while we wait to retry
-		return ctx.Err()
-	}))
+	h := newHarness(t, func(o *Options) {
+		o.Sleep = func(ctx context.Context, _ time.Duration) error {
+			cancel() // the client leaves while we wait to retry
+			return ctx.Err()
+		}
+	})
 	h.srv.Respond(func(openaitest.Request) openaitest.Response { return openaitest.Response{Status: 503} })
 	_, err := h.p.Generate(ctx, testRequest())
 	if !errors.Is(err, context.Canceled) || h.srv.Count() != 1 {
@@ -623,7 +644,8 @@ func TestGenerateCallerDeadline(t *testing.T) {
 	pe := providerError(t, err)
 	// Count ≤ 1: on a loaded machine the deadline may pass before the request
 	// reaches the fake; either way there is no second attempt.
-	if pe.Failure != offload.ProviderTimeout || pe.Class != "deadline" || !errors.Is(err, context.DeadlineExceeded) || h.srv.Count() > 1 {
+	if pe.Failure != offload.ProviderTimeout || pe.Class != "deadline" || pe.Provider != "openai" ||
+		!errors.Is(err, context.DeadlineExceeded) || h.srv.Count() > 1 {
 		t.Errorf("got %+v (%v), %d requests", pe, err, h.srv.Count())
 	}
 }
@@ -744,5 +766,60 @@ func TestGenerateTruncatedBodyRetried(t *testing.T) {
 	}
 	if h.srv.Count() != 2 || len(out.Steps) == 0 {
 		t.Errorf("%d requests, %d steps; want a second attempt that succeeds", h.srv.Count(), len(out.Steps))
+	}
+}
+
+func TestNewOptions(t *testing.T) {
+	tests := []struct {
+		name    string
+		o       Options
+		wantErr bool
+	}{
+		{"zero", Options{}, false},
+		{"full", testOptions("http://127.0.0.1:1/v1"), false},
+		{"json object", Options{ResponseFormat: FormatJSONObject}, false},
+		{"relative URL", Options{BaseURL: "api.openai.com/v1"}, true},
+		{"ftp URL", Options{BaseURL: "ftp://example.com"}, true},
+		{"no host", Options{BaseURL: "http://"}, true},
+		{"unknown format", Options{ResponseFormat: "text"}, true},
+		{"marker in model", Options{Model: "m-" + userMarker}, true},
+		{"negative conns", Options{MaxConns: -1}, true},
+		{"negative cap", Options{MaxResponseBytes: -1}, true},
+		{"negative timeout", Options{Timeout: -time.Second}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := New(tt.o)
+			if (err != nil) != tt.wantErr || (err == nil) != (p != nil) {
+				t.Fatalf("New = %v, %v; want error %v", p, err, tt.wantErr)
+			}
+			if err != nil && strings.Contains(err.Error(), tt.o.BaseURL) && tt.o.BaseURL != "" {
+				t.Errorf("error quotes the base URL: %v", err)
+			}
+		})
+	}
+	// Zero fields take the defaults.
+	p := newProvider(t, Options{})
+	if p.timeout != DefaultTimeout || p.retry != DefaultRetry || p.bodies.limit != DefaultMaxResponseBytes {
+		t.Errorf("defaults: timeout %v, retry %+v, cap %d", p.timeout, p.retry, p.bodies.limit)
+	}
+	var body sentBody
+	if err := json.Unmarshal(p.requestBody(testRequest()), &body); err != nil || body.Model != DefaultModel ||
+		body.ResponseFormat.Type != "json_schema" {
+		t.Errorf("default body: model %q, format %q (%v)", body.Model, body.ResponseFormat.Type, err)
+	}
+	// A policy without attempts still makes one.
+	p = newProvider(t, Options{Retry: offload.RetryPolicy{BaseDelay: time.Second}})
+	if p.retry.MaxAttempts != 1 {
+		t.Errorf("MaxAttempts = %d, want 1", p.retry.MaxAttempts)
+	}
+}
+
+func TestProviderDoesNotPrintKey(t *testing.T) {
+	p := newProvider(t, testOptions("http://127.0.0.1:1/v1"))
+	for _, f := range []string{"%v", "%+v", "%#v"} {
+		if out := fmt.Sprintf(f, *p); strings.Contains(out, testKey) {
+			t.Errorf("%s of a Provider shows the key", f)
+		}
 	}
 }

@@ -7,7 +7,9 @@
 // (DefaultContent) from precomputed bytes, without decoding the request and
 // without taking a lock, so it can stand in for a fast upstream under load.
 // Tests script responses with Enqueue or Respond and, with WithRecording,
-// inspect what the adapter sent.
+// inspect what the adapter sent. Scripted answers can also be hostile (a
+// huge header, a huge or chunked body, a slow drip) to test the adapter's
+// bounds; those are streamed, so they cost the fake next to nothing.
 package openaitest
 
 import (
@@ -70,6 +72,10 @@ type Request struct {
 // Status ≥ 400 (an OpenAI error JSON), then a chat.completion with Content and
 // Usage. An empty Content with an empty Refusal means DefaultContent; to send
 // an empty content, build the body with CompletionBody and set Body.
+//
+// HeaderBytes, BodyBytes and Drip make a hostile answer (see hostile.go):
+// they apply on top of whatever the fields above would send, and are
+// streamed from a small buffer so that a huge answer costs the fake nothing.
 type Response struct {
 	Status  int
 	Content string
@@ -79,6 +85,18 @@ type Response struct {
 	Header  http.Header   // extra response headers, e.g. Retry-After
 	Delay   time.Duration // added to the server's WithDelay latency
 	Hang    bool          // block until the request's context is done
+
+	// HeaderBytes pads the response header with about this many bytes of
+	// X-Openaitest-Pad lines before the real fields.
+	HeaderBytes int
+	// BodyBytes pads the body with spaces up to this many bytes: still valid
+	// JSON, so only a size cap stops a reader that wants it all.
+	BodyBytes int64
+	// Chunked sends a padded body without Content-Length, so that only
+	// reading tells its size.
+	Chunked bool
+	// Drip writes the body one byte at a time, Drip apart.
+	Drip time.Duration
 }
 
 // Option configures a Server.
@@ -248,24 +266,26 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request, resp Response) {
 	if status == 0 {
 		status = http.StatusOK
 	}
+	var body []byte
 	switch {
 	case resp.Body != nil:
-		writeJSON(w, status, resp.Body, resp.Header)
+		body = resp.Body
 	case status >= 400:
-		writeError(w, status, resp.Header)
+		body = errorBody(status)
+	case resp.Refusal != "":
+		body = completion(nil, resp.Refusal, resp.Usage)
 	default:
-		var body []byte
-		if resp.Refusal != "" {
-			body = completion(nil, resp.Refusal, resp.Usage)
-		} else {
-			content := resp.Content
-			if content == "" {
-				content = DefaultContent
-			}
-			body = completion(&content, "", resp.Usage)
+		content := resp.Content
+		if content == "" {
+			content = DefaultContent
 		}
-		writeJSON(w, status, body, resp.Header)
+		body = completion(&content, "", resp.Usage)
 	}
+	if resp.HeaderBytes > 0 || resp.BodyBytes > 0 || resp.Drip > 0 {
+		s.writeHostile(w, r, status, body, resp)
+		return
+	}
+	writeJSON(w, status, body, resp.Header)
 }
 
 // wait sleeps d unless ctx ends first; it reports whether to go on answering.
@@ -301,6 +321,11 @@ func writeJSON(w http.ResponseWriter, status int, body []byte, extra http.Header
 
 // writeError writes OpenAI's error JSON for status.
 func writeError(w http.ResponseWriter, status int, extra http.Header) {
+	writeJSON(w, status, errorBody(status), extra)
+}
+
+// errorBody is OpenAI's error JSON for status.
+func errorBody(status int) []byte {
 	typ, code := "invalid_request_error", any(nil)
 	switch {
 	case status == http.StatusUnauthorized:
@@ -318,7 +343,7 @@ func writeError(w http.ResponseWriter, status int, extra http.Header) {
 		"param":   nil,
 		"code":    code,
 	}})
-	writeJSON(w, status, body, extra)
+	return body
 }
 
 // CompletionBody returns a chat.completion body whose first choice has the

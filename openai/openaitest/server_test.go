@@ -281,3 +281,81 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+func TestHostileAnswers(t *testing.T) {
+	s := NewServer()
+	defer s.Close()
+	valid := CompletionBody(DefaultContent, Usage{Prompt: 1, Completion: 2})
+	tests := []struct {
+		name          string
+		resp          Response
+		wantHeaderMin int   // bytes of X-Openaitest-Pad values at least
+		wantLength    int64 // Content-Length; -1 chunked
+		wantBody      int   // body bytes
+	}{
+		{"huge header", Response{HeaderBytes: 200 << 10}, 200 << 10, int64(len(valid)), len(valid)},
+		{"huge header chunked body", Response{HeaderBytes: 64 << 10, BodyBytes: 1 << 20, Chunked: true}, 64 << 10, -1, 1 << 20},
+		{"huge body", Response{BodyBytes: 3 << 20}, 0, 3 << 20, 3 << 20},
+		{"huge chunked body", Response{BodyBytes: 3 << 20, Chunked: true}, 0, -1, 3 << 20},
+		{"huge error body", Response{Status: 500, BodyBytes: 1 << 20}, 0, 1 << 20, 1 << 20},
+		{"drip", Response{Body: []byte(`{"a":1}`), Drip: 5 * time.Millisecond}, 0, 7, 7},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.resp.Body == nil && tt.resp.Status == 0 {
+				tt.resp.Usage = Usage{Prompt: 1, Completion: 2}
+			}
+			s.Enqueue(tt.resp)
+			start := time.Now()
+			res, b := post(t, s.URL+"/chat/completions", chatBody)
+			pad := 0
+			for _, v := range res.Header["X-Openaitest-Pad"] {
+				pad += len(v)
+			}
+			if pad < tt.wantHeaderMin || (tt.wantHeaderMin == 0 && pad != 0) {
+				t.Errorf("header padding %d bytes, want ≥ %d", pad, tt.wantHeaderMin)
+			}
+			if res.ContentLength != tt.wantLength || len(b) != tt.wantBody {
+				t.Errorf("Content-Length %d, body %d bytes; want %d, %d", res.ContentLength, len(b), tt.wantLength, tt.wantBody)
+			}
+			want := 200
+			if tt.resp.Status != 0 {
+				want = tt.resp.Status
+			}
+			if res.StatusCode != want || res.Header.Get("Content-Type") != "application/json" {
+				t.Errorf("status %d, type %q", res.StatusCode, res.Header.Get("Content-Type"))
+			}
+			// Padding is whitespace: the body stays the answer it pads.
+			if tt.resp.Status == 0 && tt.resp.Body == nil {
+				var c completionBody
+				if err := json.Unmarshal(b, &c); err != nil || *c.Choices[0].Message.Content != DefaultContent {
+					t.Errorf("padded body is not the answer: %v", err)
+				}
+			}
+			if tt.resp.Drip > 0 && time.Since(start) < time.Duration(tt.wantBody-1)*tt.resp.Drip {
+				t.Errorf("dripped body came in %v", time.Since(start))
+			}
+		})
+	}
+}
+
+// A client that reads the header of a huge answer and then stalls neither
+// keeps the handler nor Close waiting for long.
+func TestHostileStalledClient(t *testing.T) {
+	for _, resp := range []Response{{BodyBytes: 1 << 30}, {HeaderBytes: 1 << 10, BodyBytes: 1 << 30}} {
+		s := NewServer()
+		s.Enqueue(resp)
+		res, err := http.Post(s.URL+"/chat/completions", "application/json", strings.NewReader(chatBody))
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { s.Close(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("Close blocked on a stalled hostile answer")
+		}
+		res.Body.Close()
+	}
+}
