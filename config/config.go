@@ -109,7 +109,6 @@ type OpenAI struct {
 	Model          string
 	Timeout        time.Duration // per attempt
 	ResponseFormat string        // "json_schema" or "json_object"
-	Retry          Retry
 }
 
 // Retry is the provider retry policy of the contract.

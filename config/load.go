@@ -156,7 +156,6 @@ func Load(getenv func(string) string) (Config, error) {
 		MaxTotalDelay: aliased(&l, EnvAIRetryMaxTotalDelay, EnvRetryMaxTotalDelay, func(n string) time.Duration { return l.seconds(n, 4, false) }),
 		JitterFactor:  aliased(&l, EnvAIRetryJitterFactor, EnvRetryJitterFactor, func(n string) float64 { return l.fraction(n, 0.25) }),
 	}
-	c.OpenAI.Retry = retry
 
 	c.Anthropic.APIKey = Secret(strings.TrimSpace(getenv(EnvAnthropicAPIKey)))
 	c.Anthropic.BaseURL = l.baseURL(EnvAnthropicBaseURL, "https://api.anthropic.com", EnvAnthropicAPIKey)

@@ -120,13 +120,6 @@ func TestLoadDefaults(t *testing.T) {
 			Model:          "gpt-4o-mini",
 			Timeout:        20 * time.Second,
 			ResponseFormat: "json_schema",
-			Retry: Retry{
-				MaxAttempts:   3,
-				BaseDelay:     250 * time.Millisecond,
-				MaxDelay:      2 * time.Second,
-				MaxTotalDelay: 4 * time.Second,
-				JitterFactor:  0.25,
-			},
 		},
 		Usage: Usage{DBPath: ".offload-backend/usage.sqlite3", DefaultFeatureQuota: 100,
 			ReconcileLimitPerInstall: 120, ReconcileLimitPerIP: 1200, ReconcileLimitWindow: time.Minute,
@@ -239,12 +232,6 @@ func TestLoadReadsEveryVariable(t *testing.T) {
 			Model:          "llama3",
 			Timeout:        500 * time.Millisecond,
 			ResponseFormat: "json_object",
-			Retry: Retry{
-				MaxAttempts:   10,
-				MaxDelay:      1250 * time.Millisecond,
-				MaxTotalDelay: 3 * time.Second,
-				JitterFactor:  1,
-			},
 		},
 		Usage: Usage{DBPath: "/var/lib/offload/u.db", DatabaseURL: "postgres://u:pw@db.internal/offload",
 			DefaultFeatureQuota: 0, EnforceQuota: true,
@@ -580,7 +567,7 @@ func TestLoadRetryAliases(t *testing.T) {
 				}
 				return
 			}
-			if c.AI.Retry != tt.want || c.OpenAI.Retry != tt.want {
+			if c.AI.Retry != tt.want {
 				t.Errorf("retry %+v, want %+v", c.AI.Retry, tt.want)
 			}
 		})

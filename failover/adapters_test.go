@@ -13,7 +13,6 @@ import (
 	"github.com/offload-app/offload"
 	"github.com/offload-app/offload/anthropic"
 	"github.com/offload-app/offload/anthropic/anthropictest"
-	"github.com/offload-app/offload/config"
 	"github.com/offload-app/offload/local"
 	"github.com/offload-app/offload/openai"
 	"github.com/offload-app/offload/openai/openaitest"
@@ -28,10 +27,14 @@ func noSleep(ctx context.Context, _ time.Duration) error { return ctx.Err() }
 
 // newOpenAI is the one place that knows openai's constructor.
 func newOpenAI(url, key string, logger *slog.Logger) offload.Provider {
-	return openai.New(config.OpenAI{
-		APIKey: config.Secret(key), BaseURL: url, Model: "gpt-test", Timeout: 5 * time.Second,
-		ResponseFormat: config.FormatJSONSchema, Retry: testRetry,
-	}, logger, openai.WithSleep(noSleep))
+	p, err := openai.New(openai.Options{
+		APIKey: key, BaseURL: url, Model: "gpt-test", Timeout: 5 * time.Second,
+		Retry: testRetry, Logger: logger, Sleep: noSleep,
+	})
+	if err != nil {
+		panic(err) // fixed, valid options
+	}
+	return p
 }
 
 func newAnthropic(url, key string, logger *slog.Logger) offload.Provider {
@@ -132,15 +135,11 @@ func TestAdaptersFailOver(t *testing.T) {
 	}
 }
 
-// An OpenAI refusal must not reach Anthropic. It needs the openai adapter to
-// set ProviderError.Status, which the openai helper's change adds.
+// An OpenAI refusal must not reach Anthropic.
 func TestAdaptersOpenAIRefusalStays(t *testing.T) {
 	a := newAdapters(t)
 	a.oa.Respond(func(openaitest.Request) openaitest.Response { return openaitest.Response{Status: 400} })
 	oa := newOpenAI(a.oa.URL, "sk-oa", a.log)
-	if _, err := oa.Generate(context.Background(), testReq()); providerError(t, err).Status == 0 {
-		t.Skip("the openai adapter does not set ProviderError.Status yet, so its refusals cannot be told from other failures")
-	}
 	_, err := a.chain(t, oa, newAnthropic(a.an.URL, "sk-an", a.log)).Generate(context.Background(), testReq())
 	if pe := providerError(t, err); !pe.Refused() || pe.Provider != "openai" || a.an.Count() != 0 {
 		t.Errorf("err %+v, anthropic requests %d", pe, a.an.Count())

@@ -214,7 +214,22 @@ func newProvider(cfg config.Config, logger *slog.Logger, m offload.Metrics, cloc
 			if cfg.OpenAI.APIKey == "" && !last {
 				continue
 			}
-			chain = append(chain, openai.New(cfg.OpenAI, logger))
+			p, err := openai.New(openai.Options{
+				APIKey:         string(cfg.OpenAI.APIKey),
+				BaseURL:        cfg.OpenAI.BaseURL,
+				Model:          cfg.OpenAI.Model,
+				Timeout:        cfg.OpenAI.Timeout,
+				ResponseFormat: openai.ResponseFormat(cfg.OpenAI.ResponseFormat),
+				Retry:          cfg.AI.Retry,
+				// The pool holds one connection per admitted breakdown:
+				// no queueing in the transport, no churn under load.
+				MaxConns: cfg.AI.MaxInFlight,
+				Logger:   logger,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("openai provider: %w", err)
+			}
+			chain = append(chain, p)
 		}
 	}
 	c, err := failover.New(chain, failover.Options{Cooldown: cfg.AI.BreakerCooldown, Clock: clock, Metrics: m, Logger: logger})
