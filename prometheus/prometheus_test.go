@@ -76,4 +76,3 @@ func TestEveryMetricIsExposedAndNamedByTheRules(t *testing.T) {
 		}
 	}
 }
-
