@@ -46,7 +46,7 @@ func MustOpenPath(tb testing.TB, path string, opts ...sqlite.Option) *sqlite.Sto
 }
 
 func TestConformance(t *testing.T) {
-	usagetest.Run(t, func(t *testing.T) func() offload.UsageStore {
+	usagetest.Run(t, 4, func(t *testing.T) func() offload.UsageStore {
 		path := filepath.Join(t.TempDir(), "usage.db")
 		return func() offload.UsageStore {
 			s, err := sqlite.Open(context.Background(), path)

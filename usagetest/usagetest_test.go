@@ -1,20 +1,37 @@
 package usagetest_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/offload-app/offload"
 	"github.com/offload-app/offload/usagetest"
 )
 
+var (
+	_ offload.UsageStore  = (*memStore)(nil)
+	_ offload.UsageCopier = (*memStore)(nil)
+)
+
+type key struct{ id, feature string }
+
+type row struct {
+	count   int64
+	updated time.Time
+}
+
 // memBacking is the storage several memStores share, like one database file.
 type memBacking struct {
-	mu     sync.Mutex
-	counts map[[2]string]int64
+	mu   sync.Mutex
+	rows map[key]row
+	cap  int
 }
 
 // memStore is the simplest correct UsageStore. The suite runs on it to show
@@ -26,6 +43,8 @@ type memStore struct {
 }
 
 var errRange = errors.New("mem: count out of range")
+
+func now() time.Time { return time.Now().UTC().Truncate(time.Second) }
 
 func (s *memStore) check(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
@@ -39,6 +58,17 @@ func (s *memStore) check(ctx context.Context) error {
 	return nil
 }
 
+// features is how many rows id has; b.mu is held.
+func (b *memBacking) features(id string) int {
+	n := 0
+	for k := range b.rows {
+		if k.id == id {
+			n++
+		}
+	}
+	return n
+}
+
 func (s *memStore) Reconcile(ctx context.Context, id, feature string, n int64) (int64, error) {
 	if err := s.check(ctx); err != nil {
 		return 0, err
@@ -48,9 +78,13 @@ func (s *memStore) Reconcile(ctx context.Context, id, feature string, n int64) (
 	}
 	s.b.mu.Lock()
 	defer s.b.mu.Unlock()
-	k := [2]string{id, feature}
-	s.b.counts[k] = max(s.b.counts[k], n)
-	return s.b.counts[k], nil
+	k := key{id, feature}
+	r, ok := s.b.rows[k]
+	if !ok && s.b.features(id) >= s.b.cap {
+		return 0, offload.ErrFeatureLimit
+	}
+	s.b.rows[k] = row{max(r.count, n), now()}
+	return s.b.rows[k].count, nil
 }
 
 func (s *memStore) Increment(ctx context.Context, id, feature string) (int64, error) {
@@ -59,30 +93,131 @@ func (s *memStore) Increment(ctx context.Context, id, feature string) (int64, er
 	}
 	s.b.mu.Lock()
 	defer s.b.mu.Unlock()
-	k := [2]string{id, feature}
-	if s.b.counts[k] == math.MaxInt64 {
+	k := key{id, feature}
+	r := s.b.rows[k]
+	if r.count == math.MaxInt64 {
 		return 0, errRange
 	}
-	s.b.counts[k]++
-	return s.b.counts[k], nil
+	s.b.rows[k] = row{r.count + 1, now()}
+	return r.count + 1, nil
 }
 
-func (s *memStore) Total(ctx context.Context, id string) (int64, error) {
+func (s *memStore) Reserve(ctx context.Context, id, feature string, quota int64) (int64, error) {
 	if err := s.check(ctx); err != nil {
 		return 0, err
 	}
 	s.b.mu.Lock()
 	defer s.b.mu.Unlock()
-	var total int64
-	for k, n := range s.b.counts {
-		if k[0] == id {
-			if total > math.MaxInt64-n {
-				return math.MaxInt64, nil
-			}
-			total += n
+	k := key{id, feature}
+	r := s.b.rows[k]
+	if r.count >= quota {
+		return 0, offload.ErrQuotaExceeded
+	}
+	s.b.rows[k] = row{r.count + 1, now()}
+	return r.count + 1, nil
+}
+
+func (s *memStore) Release(ctx context.Context, id, feature string) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	k := key{id, feature}
+	if r, ok := s.b.rows[k]; ok && r.count > 0 {
+		s.b.rows[k] = row{r.count - 1, now()}
+	}
+	return nil
+}
+
+func (s *memStore) Count(ctx context.Context, id, feature string) (int64, error) {
+	if err := s.check(ctx); err != nil {
+		return 0, err
+	}
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	return s.b.rows[key{id, feature}].count, nil
+}
+
+func (s *memStore) Erase(ctx context.Context, id string) (int64, error) {
+	if err := s.check(ctx); err != nil {
+		return 0, err
+	}
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	var n int64
+	for k := range s.b.rows {
+		if k.id == id {
+			delete(s.b.rows, k)
+			n++
 		}
 	}
-	return total, nil
+	return n, nil
+}
+
+func (s *memStore) Expire(ctx context.Context, before time.Time, limit int) (int64, error) {
+	if err := s.check(ctx); err != nil {
+		return 0, err
+	}
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	var n int64
+	for k, r := range s.b.rows {
+		if n >= int64(limit) {
+			break
+		}
+		if r.updated.Before(before.Truncate(time.Second)) {
+			delete(s.b.rows, k)
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (s *memStore) Check(ctx context.Context) error { return s.check(ctx) }
+
+func (s *memStore) EachRow(ctx context.Context, fn func(offload.UsageRow) error) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	s.b.mu.Lock()
+	var out []offload.UsageRow
+	for k, r := range s.b.rows {
+		out = append(out, offload.UsageRow{InstallID: k.id, Feature: k.feature, Count: r.count, UpdatedAt: r.updated})
+	}
+	s.b.mu.Unlock()
+	slices.SortFunc(out, func(a, b offload.UsageRow) int {
+		return cmp.Or(cmp.Compare(a.InstallID, b.InstallID), cmp.Compare(a.Feature, b.Feature))
+	})
+	for _, r := range out {
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *memStore) MergeRows(ctx context.Context, rows []offload.UsageRow) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	for _, r := range rows {
+		if r.Count < 0 {
+			return errRange
+		}
+	}
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	for _, r := range rows {
+		k := key{r.InstallID, r.Feature}
+		old := s.b.rows[k]
+		t := r.UpdatedAt.UTC().Truncate(time.Second)
+		if old.updated.After(t) {
+			t = old.updated
+		}
+		s.b.rows[k] = row{max(old.count, r.Count), t}
+	}
+	return nil
 }
 
 func (s *memStore) Close() error {
@@ -93,8 +228,12 @@ func (s *memStore) Close() error {
 }
 
 func TestSuiteOnReferenceStore(t *testing.T) {
-	usagetest.Run(t, func(t *testing.T) func() offload.UsageStore {
-		b := &memBacking{counts: map[[2]string]int64{}}
-		return func() offload.UsageStore { return &memStore{b: b} }
-	})
+	for _, limit := range []int{2, 4} {
+		t.Run(fmt.Sprintf("cap=%d", limit), func(t *testing.T) {
+			usagetest.Run(t, limit, func(t *testing.T) func() offload.UsageStore {
+				b := &memBacking{rows: map[key]row{}, cap: limit}
+				return func() offload.UsageStore { return &memStore{b: b} }
+			})
+		})
+	}
 }
