@@ -46,10 +46,10 @@ func newStore(tb testing.TB, opts ...postgres.Option) (*postgres.Store, string) 
 
 func TestConformance(t *testing.T) {
 	db := pgtest.Database(t)
-	usagetest.Run(t, func(t *testing.T) func() offload.UsageStore {
+	usagetest.Run(t, 4, func(t *testing.T) func() offload.UsageStore {
 		url := pgtest.Schema(t, db)
 		return func() offload.UsageStore {
-			s, err := postgres.Open(context.Background(), url)
+			s, err := postgres.Open(context.Background(), url, postgres.WithMaxFeatures(4))
 			if err != nil {
 				t.Fatalf("Open: %v", err)
 			}
