@@ -39,6 +39,9 @@ func main() {
 // requests and closes the store. Configuration errors return before anything
 // listens.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 1 && args[1] == "usage" {
+		return runUsage(ctx, args[2:], getenv, stdout, stderr)
+	}
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "", "listen address (overrides OFFLOAD_LISTEN_ADDR)")
