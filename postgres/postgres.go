@@ -53,7 +53,7 @@ var (
 const (
 	DefaultMaxFeatures    = 16
 	DefaultMaxConns       = 16
-	DefaultWriters        = 4
+	DefaultWriters        = 8
 	DefaultMaxBatch       = 256
 	DefaultWriteTimeout   = 10 * time.Second
 	DefaultCloseTimeout   = 5 * time.Second
@@ -118,7 +118,7 @@ func WithMaxConns(n int) Option {
 }
 
 // WithWriters sets how many reconcile groups may be in flight at once
-// (default 4), each on its own connection.
+// (default 8), each on its own connection while it commits.
 func WithWriters(n int) Option {
 	return func(c *config) {
 		if n > 0 {
