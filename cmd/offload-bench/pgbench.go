@@ -101,10 +101,14 @@ type pgRun struct {
 	P50Ms     float64  `json:"p50_ms"`
 	P99Ms     float64  `json:"p99_ms"`
 	WritesPer *float64 `json:"writes_per_commit,omitempty"`
-	// ProcessCPUUs is this process's CPU per request (server, load
-	// generator, pgx; not PostgreSQL's): offload side only.
-	ProcessCPUUs float64 `json:"process_cpu_us_per_request,omitempty"`
-	MachineBusy  float64 `json:"machine_cores_busy"`
+	// ClientCPUUs is the CPU per request of what drives PostgreSQL: the
+	// pgbench process, or this process (server, load generator, pgx).
+	ClientCPUUs float64 `json:"client_cpu_us_per_request,omitempty"`
+	// PostgresCPUUs is the CPU per request of the PostgreSQL server's
+	// processes (when it runs on this machine). Client plus server CPU per
+	// request is the figure a neighbour's load does not move much.
+	PostgresCPUUs float64 `json:"postgres_cpu_us_per_request,omitempty"`
+	MachineBusy   float64 `json:"machine_cores_busy"`
 }
 
 type pgReport struct {
@@ -206,17 +210,24 @@ func (r *pgReport) writeText(w io.Writer) error {
 	fmt.Fprintln(w, "pgbench, the server, its load generator and PostgreSQL share this machine's cores")
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "round\tside\trequests\treq/s\tp50 ms\tp99 ms\terrors\twrites/commit\tcpu µs/req\tmachine\t")
+	fmt.Fprintln(tw, "round\tside\trequests\treq/s\tp50 ms\tp99 ms\terrors\twrites/commit\tclient cpu µs/req\tpostgres cpu µs/req\ttotal\tmachine\t")
+	us := func(v float64) string {
+		if v <= 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.0f", v)
+	}
 	for _, run := range r.Runs {
-		wpc, cpu := "-", "-"
+		wpc, total := "-", 0.0
 		if run.WritesPer != nil {
 			wpc = fmt.Sprintf("%.1f", *run.WritesPer)
 		}
-		if run.ProcessCPUUs > 0 {
-			cpu = fmt.Sprintf("%.0f", run.ProcessCPUUs)
+		if run.ClientCPUUs > 0 && run.PostgresCPUUs > 0 {
+			total = run.ClientCPUUs + run.PostgresCPUUs
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%.0f\t%.2f\t%.2f\t%d\t%s\t%s\t%.2f\t\n",
-			run.Round, run.Side, run.Requests, run.RPS, run.P50Ms, run.P99Ms, run.Errors, wpc, cpu, run.MachineBusy)
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%.0f\t%.2f\t%.2f\t%d\t%s\t%s\t%s\t%s\t%.2f\t\n",
+			run.Round, run.Side, run.Requests, run.RPS, run.P50Ms, run.P99Ms, run.Errors, wpc,
+			us(run.ClientCPUUs), us(run.PostgresCPUUs), us(total), run.MachineBusy)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -277,6 +288,7 @@ func runPgbench(ctx context.Context, bin string, o pgOptions, dbURL string) (pgR
 	}
 	defer os.RemoveAll(dir)
 	busy0, total0 := machineBusy()
+	pg0, pgOK := postgresCPU()
 	secs := strconv.Itoa(int(o.duration.Round(time.Second).Seconds()))
 	cmd := exec.CommandContext(ctx, bin, "-n", "-c", strconv.Itoa(o.concurrency), "-j", "2", "-T", secs,
 		"-f", o.script, "-l", "--log-prefix", filepath.Join(dir, "log"), dbURL)
@@ -285,6 +297,7 @@ func runPgbench(ctx context.Context, bin string, o pgOptions, dbURL string) (pgR
 		return pgRun{}, fmt.Errorf("pgbench: %w\n%s", err, out)
 	}
 	busy1, total1 := machineBusy()
+	pg1, pgOK1 := postgresCPU()
 	m := pgbenchTPS.FindSubmatch(out)
 	if m == nil {
 		return pgRun{}, fmt.Errorf("pgbench printed no tps line:\n%s", out)
@@ -303,6 +316,13 @@ func runPgbench(ctx context.Context, bin string, o pgOptions, dbURL string) (pgR
 	}
 	run.Requests = h.n
 	run.P50Ms, run.P99Ms = ms(h.quantile(0.50)), ms(h.quantile(0.99))
+	if n := float64(h.n + run.Errors); n > 0 {
+		ps := cmd.ProcessState
+		run.ClientCPUUs = float64((ps.UserTime() + ps.SystemTime()).Microseconds()) / n
+		if pgOK && pgOK1 {
+			run.PostgresCPUUs = float64((pg1 - pg0).Microseconds()) / n
+		}
+	}
 	return run, nil
 }
 
@@ -387,20 +407,27 @@ func startPgServer(ctx context.Context, o pgOptions, dbURL string) (_ *pgServer,
 func (s *pgServer) measure(ctx context.Context, o pgOptions) (pgRun, error) {
 	s.pl.runID += "x" // fresh installs every round
 	before := s.store.Stats()
+	pg0, pgOK := postgresCPU()
 	row, err := measure(ctx, o.options, s.pl, nil, epReconcile, s.sv.url, s.heap)
 	if err != nil {
 		return pgRun{}, fmt.Errorf("reconcile on postgres: %w", err)
 	}
+	pg1, pgOK1 := postgresCPU()
 	s.tr.CloseIdleConnections()
 	after := s.store.Stats()
 	if row.Durability != nil && !row.Durability.ok() {
 		return pgRun{}, errors.New("an acknowledged usage count was not read back")
 	}
 	run := pgRun{Side: "offload", Requests: row.Requests, Errors: row.Errors, RPS: row.RPS,
-		P50Ms: row.P50Ms, P99Ms: row.P99Ms, ProcessCPUUs: row.CPUPerRequestUs, MachineBusy: row.MachineCores}
+		P50Ms: row.P50Ms, P99Ms: row.P99Ms, ClientCPUUs: row.CPUPerRequestUs, MachineBusy: row.MachineCores}
 	if c := after.Commits - before.Commits; c > 0 {
 		v := float64(after.Writes-before.Writes) / float64(c)
 		run.WritesPer = &v
+		// Over every reconcile the store did meanwhile (warmup and
+		// read-back included), as the CPU was measured over all of them.
+		if pgOK && pgOK1 {
+			run.PostgresCPUUs = float64((pg1 - pg0).Microseconds()) / float64(after.Writes-before.Writes)
+		}
 	}
 	return run, nil
 }
@@ -423,4 +450,42 @@ func (s *pgServer) close() error {
 	}
 	errs = append(errs, s.app.Close())
 	return errors.Join(errs...)
+}
+
+// postgresCPU is the CPU time used by the PostgreSQL server on this
+// machine: every live process named postgres, plus what their reaped
+// children used (the postmaster's cutime/cstime), so the backends of
+// pgbench's connections, gone by the time it is read, still count. false
+// where /proc does not show one.
+func postgresCPU() (time.Duration, bool) {
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, false
+	}
+	var ticks uint64
+	found := false
+	for _, d := range dirs {
+		if _, err := strconv.Atoi(d.Name()); err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", d.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		open, close := strings.IndexByte(string(b), '('), strings.LastIndexByte(string(b), ')')
+		if open < 0 || close < open || string(b[open+1:close]) != "postgres" {
+			continue
+		}
+		f := strings.Fields(string(b[close+1:]))
+		if len(f) < 15 {
+			continue
+		}
+		for _, v := range f[11:15] { // utime, stime, cutime, cstime
+			n, _ := strconv.ParseUint(v, 10, 64)
+			ticks += n
+		}
+		found = true
+	}
+	// USER_HZ is 100 on every Linux this runs on.
+	return time.Duration(ticks) * (time.Second / 100), found
 }
