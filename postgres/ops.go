@@ -1,8 +1,11 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -302,6 +305,24 @@ func (s *Store) MergeRows(ctx context.Context, rows []offload.UsageRow) error {
 	if len(ids) == 0 {
 		return nil
 	}
+	// Key order, as the reconcile groups lock rows, so a merge into a live
+	// store never deadlocks with them.
+	perm := make([]int, len(ids))
+	for i := range perm {
+		perm[i] = i
+	}
+	slices.SortFunc(perm, func(a, b int) int {
+		return cmp.Or(strings.Compare(ids[a], ids[b]), strings.Compare(features[a], features[b]))
+	})
+	ids, features, counts, times = permute(ids, perm), permute(features, perm), permute(counts, perm), permute(times, perm)
 	_, err := s.exec(ctx, "merge", mergeSQL, ids, features, counts, times)
 	return err
+}
+
+func permute[T any](v []T, perm []int) []T {
+	out := make([]T, len(v))
+	for i, j := range perm {
+		out[i] = v[j]
+	}
+	return out
 }

@@ -166,6 +166,7 @@ type Stats struct {
 	Writes   uint64 // reconciles acknowledged by those commits
 	MaxBatch uint64 // largest group committed
 	Failures uint64 // groups failed with a storage error
+	Retries  uint64 // statements sent again after a broken connection or a deadlock
 }
 
 // Store is the PostgreSQL usage store. It is safe for concurrent use, and
@@ -192,7 +193,7 @@ type Store struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	commits, writes, maxBatch, failures atomic.Uint64
+	commits, writes, maxBatch, failures, retries atomic.Uint64
 }
 
 // Open connects to the database at url (a postgres:// URL or a key=value
@@ -305,6 +306,7 @@ func (s *Store) Stats() Stats {
 		Writes:   s.writes.Load(),
 		MaxBatch: s.maxBatch.Load(),
 		Failures: s.failures.Load(),
+		Retries:  s.retries.Load(),
 	}
 }
 

@@ -1,7 +1,10 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -28,11 +31,26 @@ type result struct {
 // size, so one prepared statement serves every group. Keys are distinct in
 // a group (see group.add), so each row is updated once; ord says which key
 // a returned row belongs to.
-const updateSQL = `UPDATE usage_counts AS u
-SET count = GREATEST(u.count, i.n), updated_at = $4
-FROM unnest($1::text[], $2::text[], $3::int8[]) WITH ORDINALITY AS i(install_id, feature, n, ord)
-WHERE u.install_id = i.install_id AND u.feature = i.feature
-RETURNING i.ord, u.count`
+//
+// The locked CTE takes the rows' locks in key order before anything is
+// updated (ORDER BY runs below the row locking), so two groups sharing keys,
+// from this instance or another, wait for each other instead of
+// deadlocking: the UPDATE's own join order follows the plan, which follows
+// where the row versions happen to lie. UPDATE then re-reads each locked
+// row at its newest version, so GREATEST sees the latest count.
+const updateSQL = `WITH i AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::int8[]) WITH ORDINALITY AS i(install_id, feature, n, ord)
+), locked AS MATERIALIZED (
+    SELECT u.install_id, u.feature, i.n, i.ord
+    FROM usage_counts AS u JOIN i ON u.install_id = i.install_id AND u.feature = i.feature
+    ORDER BY u.install_id, u.feature
+    FOR UPDATE OF u
+)
+UPDATE usage_counts AS u
+SET count = GREATEST(u.count, l.n), updated_at = $4
+FROM locked AS l
+WHERE u.install_id = l.install_id AND u.feature = l.feature
+RETURNING l.ord, u.count`
 
 // lockInstallsSQL takes the advisory lock of every install in $2, in one
 // order for every instance so two of them never deadlock. Held until the
@@ -214,6 +232,11 @@ func (s *Store) commitGroup(g *group, batch []*request) {
 	if s.cfg.batchHook != nil {
 		s.cfg.batchHook(len(batch))
 	}
+	// Rows are locked in key order by every group of every instance (and
+	// by MergeRows), so two groups sharing keys never deadlock.
+	slices.SortFunc(batch, func(a, b *request) int {
+		return cmp.Or(strings.Compare(a.installID, b.installID), strings.Compare(a.feature, b.feature))
+	})
 	g.reset()
 	for _, r := range batch {
 		g.add(r)
@@ -276,6 +299,7 @@ func (s *Store) commitGroup(g *group, batch []*request) {
 func (s *Store) retry(ctx context.Context, fn func() error) error {
 	err := fn()
 	if err != nil && retryable(err) && ctx.Err() == nil {
+		s.retries.Add(1)
 		err = fn()
 	}
 	return err
