@@ -64,7 +64,8 @@ FROM (SELECT DISTINCT hashtext(x) AS h FROM unnest($2::text[]) AS x ORDER BY 1) 
 // whose row exists by now (created by an Increment, which takes no lock, or
 // by a reconcile that committed since) is reconciled as usual; of the
 // others, an install's first cap-have keys (by feature) are created and the
-// rest are not returned: those fail with ErrFeatureLimit.
+// rest are not returned: those fail with ErrFeatureLimit. Rows are written
+// (and locked) in key order, like the groups' updates.
 const insertCappedSQL = `WITH input AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::int8[]) AS i(install_id, feature, n)
 ), cand AS (
@@ -79,6 +80,7 @@ const insertCappedSQL = `WITH input AS (
 )
 INSERT INTO usage_counts (install_id, feature, count, created_at, updated_at)
 SELECT install_id, feature, n, $4, $4 FROM ranked WHERE present OR have + rn <= $5
+ORDER BY install_id, feature
 ON CONFLICT (install_id, feature) DO UPDATE
 SET count = GREATEST(usage_counts.count, EXCLUDED.count), updated_at = EXCLUDED.updated_at
 RETURNING install_id, feature, count`
