@@ -91,6 +91,9 @@ Flags:
 // listens, and the store is opened (and migrated) only once the listeners
 // are bound, so a start that fails leaves the database file untouched.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 1 && args[1] == "usage" {
+		return runUsage(ctx, args[2:], getenv, stdout, stderr)
+	}
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	// flag prints its own errors and usage; we print them, to the stream
 	// each belongs on (help to stdout, mistakes to stderr).

@@ -147,6 +147,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 // error (after printing) when a request failed or an acknowledged count was
 // lost, because then the figures do not describe a working server.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 1 && args[1] == "postgres" {
+		return runPostgres(ctx, args[2:], stdout, stderr)
+	}
 	o, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
