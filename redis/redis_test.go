@@ -487,7 +487,7 @@ func testRedisKilled(t *testing.T, probes int) {
 		if !strings.Contains(out, "limiter=kill") || !regexp.MustCompile(`error_class=(unreachable|timeout)`).MatchString(out) {
 			t.Errorf("instance %d: log lacks the limiter or the error class:\n%s", i, out)
 		}
-		if strings.Contains(out, canary) || strings.Contains(out, strconv.Itoa(srv.port)) {
+		if strings.Contains(out, canary) || strings.Contains(out, strconv.Itoa(srv.Port)) {
 			t.Errorf("instance %d: log names the key or the server:\n%s", i, out)
 		}
 	}

@@ -1,165 +1,25 @@
 package redis_test
 
 import (
-	"bytes"
-	"context"
-	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"strconv"
-	"sync"
 	"testing"
-	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/offload-app/offload/redis/redistest"
 )
 
-// server is a redis-server this test started on a free loopback port, so it
-// can kill and restart it; it is killed when the test ends.
-type server struct {
-	t    testing.TB
-	bin  string
-	port int
-	dir  string
-	out  *syncBuffer
+// server is the test's own redis-server (package redistest).
+type server struct{ *redistest.Server }
 
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has exited
-}
+func startServer(t testing.TB) *server { return &server{redistest.Start(t)} }
 
-// startServer starts a redis-server for t. Without the binary it skips,
-// saying how to get it, except in CI (CI=true), where the test must run.
-func startServer(t testing.TB) *server {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
-			t.Fatal("redis-server not on PATH in CI (.ci/run installs it)")
-		}
-		t.Skip("redis-server not on PATH: install it (apt-get install redis-server) to run the Redis limiter tests")
-	}
-	s := &server{t: t, bin: bin, dir: t.TempDir(), out: &syncBuffer{}}
-	// A port found free can be taken before redis-server binds it; try a
-	// few.
-	for attempt := 0; ; attempt++ {
-		s.port = freePort(t)
-		err := s.startOnce()
-		if err == nil {
-			break
-		}
-		if attempt == 2 {
-			t.Fatalf("redis-server did not start: %v\n%s", err, s.out.String())
-		}
-	}
-	t.Cleanup(s.kill)
-	return s
-}
+func freePort(t testing.TB) int { return redistest.FreePort(t) }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func (s *server) restart(t testing.TB) { s.Restart(t) }
 
-// URL is the server's redis:// URL.
-func (s *server) URL() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", s.port) }
+func (s *server) kill() { s.Kill() }
 
-// startOnce starts redis-server on s.port and waits (bounded) until it
-// answers PING.
-func (s *server) startOnce() error {
-	cmd := exec.Command(s.bin,
-		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", s.dir,
-		"--daemonize", "no", "--logfile", "")
-	cmd.Stdout, cmd.Stderr = s.out, s.out
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	s.cmd, s.done = cmd, done
+func (s *server) raw(t testing.TB) *goredis.Client { return s.Raw(t) }
 
-	rdb := goredis.NewClient(&goredis.Options{
-		Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)), DialTimeout: 100 * time.Millisecond,
-		MaxRetries: -1, DisableIdentity: true,
-	})
-	defer rdb.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		err := rdb.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-done:
-			return fmt.Errorf("exited: %w", err)
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			s.kill()
-			return fmt.Errorf("no PING answer in 10s: %w", err)
-		}
-	}
-}
-
-// restart starts the server again on the same port, with an empty dataset.
-func (s *server) restart(t testing.TB) {
-	t.Helper()
-	if err := s.startOnce(); err != nil {
-		t.Fatalf("redis-server did not restart: %v\n%s", err, s.out.String())
-	}
-}
-
-// kill stops the server at once (SIGKILL: no shutdown handshake with the
-// clients, like a crash or a network partition) and waits for it to exit.
-func (s *server) kill() {
-	if s.cmd == nil {
-		return
-	}
-	_ = s.cmd.Process.Kill()
-	select {
-	case <-s.done:
-	case <-time.After(10 * time.Second):
-		if s.t != nil {
-			s.t.Errorf("redis-server pid %d did not exit in 10s", s.cmd.Process.Pid)
-		}
-	}
-	s.cmd = nil
-}
-
-// raw is a plain go-redis client of the server, for looking at what the
-// limiters stored.
-func (s *server) raw(t testing.TB) *goredis.Client {
-	t.Helper()
-	rdb := goredis.NewClient(&goredis.Options{
-		Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)), DisableIdentity: true,
-	})
-	t.Cleanup(func() { rdb.Close() })
-	return rdb
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers (a process's
-// output, a logger).
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
+// syncBuffer is a log sink safe for concurrent writers.
+type syncBuffer = redistest.Buffer

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/offload-app/offload/internal/apptest"
+	"github.com/offload-app/offload/postgres/pgtest"
 )
 
 const strongSecret = "a-long-and-varied-production-secret-0123456789"
@@ -228,5 +229,29 @@ func TestSecondSignalEndsTheDrain(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		cmd.Process.Kill()
 		t.Fatal("a second SIGTERM did not end the process")
+	}
+}
+
+// With OFFLOAD_DATABASE_URL the server runs on PostgreSQL: no SQLite file
+// is made, and the startup line names the store and host, never the
+// password.
+func TestRunOnPostgres(t *testing.T) {
+	url := pgtest.Database(t)
+	withPassword := strings.Replace(url, "postgres://postgres@", "postgres://postgres:CANARY-pw@", 1)
+	if withPassword == url {
+		t.Fatalf("unexpected test database URL shape")
+	}
+	path := filepath.Join(t.TempDir(), "usage.sqlite3")
+	s := start(t, map[string]string{"OFFLOAD_DATABASE_URL": withPassword, "OFFLOAD_USAGE_DB_PATH": path})
+	tok := session(t, s.base, "install-on-postgres")
+	if code, out := post(t, s.base+"/v1/usage/reconcile", tok, map[string]any{"install_id": "install-on-postgres", "feature": "breakdown", "local_count": 3}); code != 200 || out["server_count"] != 3.0 {
+		t.Fatalf("reconcile on postgres: %d %v", code, out)
+	}
+	logs := s.logs.String()
+	if !strings.Contains(logs, `"store":"postgres:`) || !strings.Contains(logs, "127.0.0.1") || strings.Contains(logs, "CANARY-pw") {
+		t.Errorf("startup line:\n%s", logs)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a SQLite file was created beside PostgreSQL (%v)", err)
 	}
 }

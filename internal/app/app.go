@@ -21,6 +21,7 @@ import (
 	"github.com/offload-app/offload/httpapi"
 	"github.com/offload-app/offload/local"
 	"github.com/offload-app/offload/openai"
+	"github.com/offload-app/offload/postgres"
 	"github.com/offload-app/offload/prometheus"
 	"github.com/offload-app/offload/ratelimit"
 	"github.com/offload-app/offload/redis"
@@ -105,6 +106,17 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 	}
 
 	a.store, a.storeName = o.store, "injected"
+	if a.store == nil && cfg.Usage.DatabaseURL != "" {
+		// PostgreSQL instead of SQLite, never both: no SQLite file is made.
+		a.storeName = "postgres:" + postgres.Redact(string(cfg.Usage.DatabaseURL))
+		s, err := postgres.Open(ctx, string(cfg.Usage.DatabaseURL), postgres.WithClock(o.clock), postgres.WithMetrics(metrics),
+			postgres.WithMaxFeatures(cfg.Usage.MaxFeaturesPerInstall),
+			postgres.WithWriteTimeout(cfg.Usage.WriteTimeout), postgres.WithCloseTimeout(cfg.Usage.WriteTimeout))
+		if err != nil {
+			return nil, fmt.Errorf("usage store %s (OFFLOAD_DATABASE_URL): %w", a.storeName, err)
+		}
+		a.store = s
+	}
 	if a.store == nil {
 		a.storeName = "sqlite:" + cfg.Usage.DBPath
 		s, err := sqlite.Open(ctx, cfg.Usage.DBPath, sqlite.WithClock(o.clock), sqlite.WithMetrics(metrics),

@@ -106,5 +106,5 @@ func sqliteBackend(t *testing.T) backend {
 
 // backends are the stores every store-level server test runs on.
 func backends(t *testing.T) []backend {
-	return []backend{sqliteBackend(t)}
+	return []backend{sqliteBackend(t), postgresBackend(t)}
 }
