@@ -37,7 +37,6 @@ STORE is one of:
 Flags:
 `
 
-
 // runUsage runs `offload-api usage SUBCOMMAND`. args follow "usage".
 func runUsage(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
