@@ -173,7 +173,7 @@ func bodyTemplate(model string) (prefix, suffix []byte) {
 	params := sdk.MessageNewParams{
 		Model:     sdk.Model(model),
 		MaxTokens: maxTokens,
-		System:    []sdk.TextBlockParam{{Text: systemPrompt}},
+		System:    []sdk.TextBlockParam{{Text: offload.SystemPrompt}},
 		Messages:  []sdk.MessageParam{sdk.NewUserMessage(sdk.NewTextBlock(userMarker))},
 	}
 	body, err := params.MarshalJSON()
@@ -261,7 +261,7 @@ type failure struct {
 
 // requestBody is the template with req's user message in place.
 func (p *Provider) requestBody(req offload.BreakdownRequest) []byte {
-	user, _ := json.Marshal(userMessage(req)) // a string always encodes
+	user, _ := json.Marshal(offload.UserMessage(req)) // a string always encodes
 	body := make([]byte, 0, len(p.bodyPrefix)+len(user)+len(p.bodySuffix))
 	body = append(body, p.bodyPrefix...)
 	body = append(body, user...)

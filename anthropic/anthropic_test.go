@@ -206,7 +206,7 @@ func TestGenerateRequestShape(t *testing.T) {
 	if body.Model != "claude-test-model" || body.MaxTokens != maxTokens || body.Metadata != nil {
 		t.Errorf("model %q, max_tokens %d, metadata %s", body.Model, body.MaxTokens, body.Metadata)
 	}
-	if len(body.System) != 1 || body.System[0].Type != "text" || body.System[0].Text != systemPrompt {
+	if len(body.System) != 1 || body.System[0].Type != "text" || body.System[0].Text != offload.SystemPrompt {
 		t.Fatalf("system = %+v", body.System)
 	}
 	if strings.Contains(body.System[0].Text, req.InputText) || !strings.Contains(body.System[0].Text, "tiny micro-steps") {

@@ -133,7 +133,7 @@ func BenchmarkGenerateInMemory(b *testing.B) {
 	run("params_each_call", func(b *testing.B) {
 		params := sdk.ChatCompletionNewParams{
 			Model:    "gpt-test-model",
-			Messages: []sdk.ChatCompletionMessageParamUnion{sdk.SystemMessage(systemPrompt), sdk.UserMessage(userMessage(req))},
+			Messages: []sdk.ChatCompletionMessageParamUnion{sdk.SystemMessage(offload.SystemPrompt), sdk.UserMessage(offload.UserMessage(req))},
 			ResponseFormat: sdk.ChatCompletionNewParamsResponseFormatUnion{OfJSONSchema: &shared.ResponseFormatJSONSchemaParam{
 				JSONSchema: shared.ResponseFormatJSONSchemaJSONSchemaParam{Name: schemaName, Strict: sdk.Bool(true), Schema: rawJSON(planSchema)},
 			}},

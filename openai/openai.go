@@ -260,7 +260,7 @@ func bodyTemplate(model string, rf ResponseFormat) (prefix, suffix []byte) {
 	params := sdk.ChatCompletionNewParams{
 		Model: model,
 		Messages: []sdk.ChatCompletionMessageParamUnion{
-			sdk.SystemMessage(systemPrompt),
+			sdk.SystemMessage(offload.SystemPrompt),
 			sdk.UserMessage(userMarker),
 		},
 		ResponseFormat:      format,
@@ -354,7 +354,7 @@ type failure struct {
 
 // requestBody is the template with req's user message in place.
 func (p *Provider) requestBody(req offload.BreakdownRequest) []byte {
-	user, _ := json.Marshal(userMessage(req)) // a string always encodes
+	user, _ := json.Marshal(offload.UserMessage(req)) // a string always encodes
 	body := make([]byte, 0, len(p.bodyPrefix)+len(user)+len(p.bodySuffix))
 	body = append(body, p.bodyPrefix...)
 	body = append(body, user...)
