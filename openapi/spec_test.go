@@ -45,7 +45,7 @@ func yamlToJSON(src []byte) ([]byte, error) {
 		return nil, err
 	}
 	var buf bytes.Buffer
-	if err := writeJSON(&buf, &doc); err != nil {
+	if err := writeYAMLNodeJSON(&buf, &doc); err != nil {
 		return nil, err
 	}
 	var out bytes.Buffer
@@ -56,12 +56,12 @@ func yamlToJSON(src []byte) ([]byte, error) {
 	return out.Bytes(), nil
 }
 
-func writeJSON(buf *bytes.Buffer, n *yaml.Node) error {
+func writeYAMLNodeJSON(buf *bytes.Buffer, n *yaml.Node) error {
 	switch n.Kind {
 	case yaml.DocumentNode:
-		return writeJSON(buf, n.Content[0])
+		return writeYAMLNodeJSON(buf, n.Content[0])
 	case yaml.AliasNode:
-		return writeJSON(buf, n.Alias)
+		return writeYAMLNodeJSON(buf, n.Alias)
 	case yaml.MappingNode:
 		buf.WriteByte('{')
 		seen := make(map[string]bool)
@@ -80,7 +80,7 @@ func writeJSON(buf *bytes.Buffer, n *yaml.Node) error {
 			key, _ := json.Marshal(k.Value) // JSON keys are strings, even "200"
 			buf.Write(key)
 			buf.WriteByte(':')
-			if err := writeJSON(buf, v); err != nil {
+			if err := writeYAMLNodeJSON(buf, v); err != nil {
 				return err
 			}
 		}
@@ -91,7 +91,7 @@ func writeJSON(buf *bytes.Buffer, n *yaml.Node) error {
 			if i > 0 {
 				buf.WriteByte(',')
 			}
-			if err := writeJSON(buf, v); err != nil {
+			if err := writeYAMLNodeJSON(buf, v); err != nil {
 				return err
 			}
 		}

@@ -315,3 +315,15 @@ func (f *fakeT) Helper() {}
 func (f *fakeT) Errorf(format string, args ...any) {
 	f.errors = append(f.errors, format)
 }
+
+// BenchmarkResponseProblems is the cost Wrap adds to each test request.
+func BenchmarkResponseProblems(b *testing.B) {
+	req := httptest.NewRequest("POST", "/v1/ai/breakdown/generate", nil)
+	h := hdr()
+	body := []byte(`{"steps":[{"title":"First","substeps":[]}],"provider":"fake","latency_ms":0,"usage":{"input_tokens":1,"output_tokens":1}}`)
+	for b.Loop() {
+		if p := ResponseProblems(req, 200, h, body); len(p) > 0 {
+			b.Fatal(p)
+		}
+	}
+}
