@@ -13,7 +13,8 @@
 // documented headers (X-Request-ID always, Retry-After on 429,
 // WWW-Authenticate on 401, Allow on 405). A request to a path or method the
 // document does not list must be answered 404 not_found or 405
-// method_not_allowed in the envelope. HEAD responses are checked against
+// method_not_allowed in the envelope; a path that is listed once cleaned
+// ("/v1/../v1/health") may also be answered as the clean path. HEAD responses are checked against
 // the GET operation without their (empty) body.
 package openapitest
 
@@ -23,6 +24,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path"
 	"strings"
 	"sync"
 	"testing"
@@ -171,9 +173,18 @@ func ResponseProblems(req *http.Request, status int, header http.Header, body []
 	defer s.mu.Unlock()
 
 	where := fmt.Sprintf("%s %s → %d", req.Method, req.URL.Path, status)
-	item, _, _ := paths.FindPath(req, s.model, s.pathOpts)
-	if item == nil || helpers.ExtractOperation(req, item) == nil {
-		return s.unlisted(where, status, header, body)
+	if !s.listed(req) {
+		// A path with dot segments or doubled slashes may be answered as
+		// its clean form, or with the envelope of an unknown path.
+		clean := cleanPath(req.URL.Path)
+		if status == http.StatusNotFound || status == http.StatusMethodNotAllowed || clean == req.URL.Path {
+			return s.unlisted(where, status, header, body)
+		}
+		req = req.Clone(req.Context())
+		req.URL.Path, req.URL.RawPath = clean, ""
+		if !s.listed(req) {
+			return s.unlisted(where, status, header, body)
+		}
 	}
 	v := s.full
 	if req.Method == http.MethodHead {
@@ -187,6 +198,22 @@ func ResponseProblems(req *http.Request, status int, header http.Header, body []
 	}
 	_, errs := v.ValidateHttpResponse(req, resp)
 	return describe(where, errs, body)
+}
+
+// listed reports whether the document has req's method and path.
+func (s *spec) listed(req *http.Request) bool {
+	item, _, _ := paths.FindPath(req, s.model, s.pathOpts)
+	return item != nil && helpers.ExtractOperation(req, item) != nil
+}
+
+// cleanPath resolves dot segments and doubled slashes as ServeMux does,
+// keeping a trailing slash.
+func cleanPath(p string) string {
+	c := path.Clean("/" + p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c
 }
 
 // unlisted checks the answer to a path or method the document doesn't list:
