@@ -292,7 +292,7 @@ func TestGenerateCancellationReachesProvider(t *testing.T) {
 	r.Header.Set("Authorization", "Bearer "+e.token("install-123"))
 	r.Header.Set(OptInHeader, "true")
 	go func() { <-started; cancel() }()
-	e.handler.ServeHTTP(newRecorder(), r)
+	e.raw.ServeHTTP(newRecorder(), r) // nobody gets an answer
 	if err := <-done; err != context.Canceled {
 		t.Fatalf("provider ctx err = %v", err)
 	}

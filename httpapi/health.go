@@ -44,8 +44,9 @@ type readyResponse struct {
 	// Status is "ready", "degraded" (a non-critical check fails: still
 	// 200) or "unready" (503).
 	Status string `json:"status"`
-	// Checks maps each check's fixed name to "ok" or "failing"; no error
-	// text, which could carry a path or an address.
+	// Checks maps each check's fixed name to "ok", "degraded" (a failing
+	// non-critical check) or "failing"; no error text, which could carry a
+	// path or an address.
 	Checks map[string]string `json:"checks"`
 }
 
@@ -67,10 +68,13 @@ func handleReadyz(checks []offload.HealthCheck, draining func() bool) http.Handl
 		critical, degraded := false, false
 		for i, c := range checks {
 			resp.Checks[c.Name] = "ok"
-			if failed[i] {
+			switch {
+			case failed[i] && c.Critical:
 				resp.Checks[c.Name] = "failing"
-				critical = critical || c.Critical
-				degraded = degraded || !c.Critical
+				critical = true
+			case failed[i]:
+				resp.Checks[c.Name] = "degraded"
+				degraded = true
 			}
 		}
 		resp.Checks["draining"] = "ok"

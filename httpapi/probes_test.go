@@ -93,7 +93,7 @@ func TestLivezAndReadyz(t *testing.T) {
 		failing      []string
 	}{
 		{"all ok", nil, nil, false, 200, "ready", nil},
-		{"redis down is degraded", nil, fail, false, 200, "degraded", []string{"redis"}},
+		{"redis down is degraded", nil, fail, false, 200, "degraded", []string{"redis=degraded"}},
 		{"store down", fail, nil, false, 503, "unready", []string{"usage_store"}},
 		{"draining", nil, nil, true, 503, "unready", []string{"draining"}},
 	}
@@ -115,6 +115,8 @@ func TestLivezAndReadyz(t *testing.T) {
 				switch got.Checks[name] {
 				case "failing":
 					failing = append(failing, name)
+				case "degraded":
+					failing = append(failing, name+"=degraded")
 				case "ok":
 				default:
 					t.Errorf("check %s = %q", name, got.Checks[name])
@@ -165,7 +167,7 @@ func TestClientGoneIsNot5xx(t *testing.T) {
 			return offload.Breakdown{}, ctx.Err()
 		}}
 	})
-	srv := httptest.NewServer(e.handler)
+	srv := httptest.NewServer(e.raw)
 	defer srv.Close()
 	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
 	if err != nil {
@@ -215,7 +217,7 @@ func TestHalfClosedReconcileCommitsAndAnswers(t *testing.T) {
 			return inner(ctx, id, f, n)
 		}
 	})
-	srv := httptest.NewServer(e.handler)
+	srv := httptest.NewServer(e.raw)
 	defer srv.Close()
 	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
 	if err != nil {

@@ -9,7 +9,7 @@ import (
 // addRoutes lists every route of the API. Each path also gets a method-less
 // pattern that answers 405 in the contract's envelope, and "/" answers 404,
 // so no plain-text error from net/http ever reaches a client.
-func addRoutes(mux *http.ServeMux, d Deps) {
+func addRoutes(mux router, d Deps) {
 	auth := func(h http.Handler) http.Handler { return requireSession(d.Tokens, d.Clock, h) }
 
 	mux.Handle("GET /v1/health", handleHealth(d.Environment, d.BuildVersion))
@@ -27,7 +27,7 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 	}
 	if d.Docs != nil {
 		mux.Handle("GET /docs", d.Docs)
-		mux.Handle("GET /docs/", d.Docs) // the page's own assets
+		mux.Handle("GET /docs/{asset}", d.Docs) // the page's own assets
 		mux.Handle("/docs", methodNotAllowed("GET, HEAD"))
 	}
 
@@ -41,12 +41,22 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 	mux.Handle("/", errorHandler(&offload.Error{Code: offload.CodeNotFound}))
 }
 
+// router is what addRoutes registers on: an *http.ServeMux, or a test's
+// recorder of the patterns.
+type router interface {
+	Handle(pattern string, h http.Handler)
+}
+
 func methodNotAllowed(allow string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", allow)
 		writeError(w, r, &offload.Error{Code: offload.CodeMethodNotAllowed})
 	})
 }
+
+// NotFoundHandler answers 404 not_found in the contract's envelope, for
+// handlers mounted from other packages (the docs page's unknown assets).
+func NotFoundHandler() http.Handler { return errorHandler(&offload.Error{Code: offload.CodeNotFound}) }
 
 func errorHandler(err error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { writeError(w, r, err) })

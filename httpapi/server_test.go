@@ -17,6 +17,7 @@ import (
 	"github.com/offload-app/offload"
 	"github.com/offload-app/offload/clientip"
 	"github.com/offload-app/offload/mock"
+	"github.com/offload-app/offload/openapi/openapitest"
 	"github.com/offload-app/offload/ratelimit"
 	"github.com/offload-app/offload/token"
 )
@@ -26,7 +27,8 @@ var t0 = time.Date(2026, 2, 16, 12, 0, 0, 0, time.UTC)
 // env is a server under test with its fakes.
 type env struct {
 	t        testing.TB
-	handler  http.Handler
+	handler  http.Handler // raw, validated against the OpenAPI document
+	raw      http.Handler // for tests on a real connection (streaming, hijacking)
 	clock    *mock.Clock
 	tokens   *token.Codec
 	logs     *syncBuffer
@@ -92,7 +94,9 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	for _, o := range opts {
 		o(&d)
 	}
-	e.handler = NewServer(d)
+	e.raw = NewServer(d)
+	// Every answer of every test is checked against the OpenAPI document.
+	e.handler = openapitest.Wrap(t, e.raw)
 	return e
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/offload-app/offload/httpapi"
 	"github.com/offload-app/offload/local"
 	"github.com/offload-app/offload/openai"
+	"github.com/offload-app/offload/openapi"
 	"github.com/offload-app/offload/postgres"
 	"github.com/offload-app/offload/prometheus"
 	"github.com/offload-app/offload/ratelimit"
@@ -169,6 +170,11 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 		a.metrics.GaugeFunc("offload_rate_limiter_keys", "Keys held by an in-process rate limiter (current window).", "limiter", held)
 	}
 
+	var docs http.Handler
+	if cfg.DocsEnabled {
+		docs = openapi.DocsHandler(httpapi.NotFoundHandler())
+	}
+
 	a.deadline = ProviderBudget(cfg.AI.Retry, max(cfg.OpenAI.Timeout, cfg.Anthropic.Timeout))
 	resolver := clientip.New(cfg.TrustedProxies)
 	a.handler = httpapi.NewServer(httpapi.Deps{
@@ -191,6 +197,8 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 		UsageWriteTimeout: cfg.Usage.WriteTimeout,
 		Checks:            checks,
 		Draining:          a.draining.Load,
+		OpenAPI:           openapi.OpenAPIHandler(),
+		Docs:              docs,
 		MaxBodyBytes:      cfg.MaxBodyBytes,
 		MaxInputChars:     cfg.MaxInputChars,
 	})

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/offload-app/offload/internal/app"
+	"github.com/offload-app/offload/openapi/openapitest"
 	_ "modernc.org/sqlite"
 )
 
@@ -60,6 +61,7 @@ func (in *instance) call(method, path, tok string, body any) (int, map[string]an
 		in.t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	openapitest.Validate(in.t, resp)
 	var out map[string]any
 	json.NewDecoder(resp.Body).Decode(&out)
 	return resp.StatusCode, out

@@ -16,6 +16,7 @@ import (
 	"github.com/offload-app/offload/config"
 	"github.com/offload-app/offload/internal/app"
 	"github.com/offload-app/offload/openai/openaitest"
+	"github.com/offload-app/offload/openapi/openapitest"
 )
 
 // Server is the real server behind httptest.
@@ -75,7 +76,8 @@ func Start(t testing.TB, env map[string]string, opts ...Option) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(o.wrap(a.Handler()))
+	// Every answer the tests get is checked against the OpenAPI document.
+	srv := httptest.NewServer(o.wrap(openapitest.Wrap(t, a.Handler())))
 	t.Cleanup(func() {
 		srv.Close()
 		if err := a.Close(); err != nil {

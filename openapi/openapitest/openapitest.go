@@ -173,18 +173,22 @@ func ResponseProblems(req *http.Request, status int, header http.Header, body []
 	defer s.mu.Unlock()
 
 	where := fmt.Sprintf("%s %s → %d", req.Method, req.URL.Path, status)
-	if !s.listed(req) {
-		// A path with dot segments or doubled slashes may be answered as
-		// its clean form, or with the envelope of an unknown path.
-		clean := cleanPath(req.URL.Path)
-		if status == http.StatusNotFound || status == http.StatusMethodNotAllowed || clean == req.URL.Path {
+	if req.Method == http.MethodOptions && req.RequestURI == "*" {
+		// "OPTIONS *" asks about the server as a whole (RFC 9110 §9.3.7);
+		// no path of the document can name it.
+		return serverOptions(where, status, header, body)
+	}
+	// A path with dot segments or doubled slashes may be answered as its
+	// clean form, or with the envelope of an unknown path.
+	if clean := cleanPath(req.URL.Path); clean != req.URL.Path {
+		if status == http.StatusNotFound || status == http.StatusMethodNotAllowed {
 			return s.unlisted(where, status, header, body)
 		}
 		req = req.Clone(req.Context())
 		req.URL.Path, req.URL.RawPath = clean, ""
-		if !s.listed(req) {
-			return s.unlisted(where, status, header, body)
-		}
+	}
+	if !s.listed(req) {
+		return s.unlisted(where, status, header, body)
 	}
 	v := s.full
 	if req.Method == http.MethodHead {
@@ -198,6 +202,19 @@ func ResponseProblems(req *http.Request, status int, header http.Header, body []
 	}
 	_, errs := v.ValidateHttpResponse(req, resp)
 	return describe(where, errs, body)
+}
+
+// serverOptions checks the answer to "OPTIONS *": 200, no body, the
+// methods the server knows in Allow, and the request id.
+func serverOptions(where string, status int, header http.Header, body []byte) []string {
+	var problems []string
+	if status != http.StatusOK || len(body) != 0 || header.Get("Allow") == "" {
+		problems = append(problems, fmt.Sprintf("%s: want 200 with an Allow header and no body", where))
+	}
+	if header.Get("X-Request-ID") == "" {
+		problems = append(problems, where+": no X-Request-ID header")
+	}
+	return problems
 }
 
 // listed reports whether the document has req's method and path.
