@@ -302,10 +302,6 @@ func TestRealRefusalsFallBack(t *testing.T) {
 				t.Fatalf("Generate err = %v, want an on-device plan", err)
 			}
 			fb := res.Fallback
-			if tt.wantCode == offload.CodeQuotaExceeded && fb != nil && fb.Code == offload.CodeInternal {
-				// The service fixture and the CLI tests cover quota_exceeded against a fake meanwhile.
-				t.Skip("the usage store in this tree does not implement Reserve yet (500 internal_error)")
-			}
 			if res.Source != SourceOnDevice || len(res.Steps) == 0 || fb == nil || fb.Reason != tt.wantReason ||
 				fb.Status != tt.wantStatus || fb.Code != tt.wantCode || fb.RequestID == "" {
 				t.Fatalf("Generate = %+v (fallback %+v); want on-device, %s %d %s with a request id", res, fb, tt.wantReason, tt.wantStatus, tt.wantCode)
@@ -396,7 +392,7 @@ func TestRealForget(t *testing.T) {
 	probe, err := c.EraseUsage(ctx)
 	var ae *APIError
 	if errors.As(err, &ae) && (ae.Status == 404 || ae.Status == 405) {
-		t.Skip("the server in this tree has no DELETE /v1/usage yet; TestForget covers the client against a fake")
+		t.Fatalf("the server has no DELETE /v1/usage (%d)", ae.Status)
 	}
 	if err != nil || probe.Deleted != 1 {
 		t.Fatalf("EraseUsage = %+v, %v; want 1 row deleted", probe, err)

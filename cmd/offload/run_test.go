@@ -448,7 +448,6 @@ func TestBreakdownFallsBack(t *testing.T) {
 		args   []string     // after "breakdown"
 		code   string       // in the source line and on stderr
 		want   []string     // more on stderr
-		skipIf func(string) bool
 	}{
 		{
 			name: "provider fails (5xx)",
@@ -482,8 +481,6 @@ func TestBreakdownFallsBack(t *testing.T) {
 				return startServer(t, map[string]string{"OFFLOAD_ENFORCE_QUOTA": "true", "OFFLOAD_DEFAULT_FEATURE_QUOTA": "0"}).URL
 			},
 			code: "quota_exceeded", want: []string{"429 quota_exceeded: AI action limit reached; retry in ", "(request id "},
-			// See TestBreakdownQuotaAgainstFake meanwhile.
-			skipIf: func(stderr string) bool { return strings.Contains(stderr, "500 internal_error") },
 		},
 		{
 			name:   "task too large",
@@ -540,9 +537,6 @@ func TestBreakdownFallsBack(t *testing.T) {
 			}
 			args := append([]string{"breakdown", "Clean the garage"}, tt.args...)
 			r := e.run(args...)
-			if tt.skipIf != nil && tt.skipIf(r.stderr) {
-				t.Skip("the usage store in this tree does not implement Reserve yet (500 internal_error)")
-			}
 			if r.code != 0 || !strings.HasPrefix(r.stdout, "1. ") || !strings.HasSuffix(r.stdout, "\nsource: on-device (cloud not used: "+tt.code+")\n") {
 				t.Fatalf("exit %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
 			}
