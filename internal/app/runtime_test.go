@@ -5,6 +5,8 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -104,4 +106,39 @@ func FuzzCgroupMemoryLimit(f *testing.F) {
 			t.Errorf("limit %d reported", l)
 		}
 	})
+}
+
+// TestTuneRuntime checks the settings on this machine's runtime and puts
+// them back: environment variables win, a cgroup limit becomes the soft
+// memory limit.
+func TestTuneRuntime(t *testing.T) {
+	procs, gogc, limit := runtime.GOMAXPROCS(0), debug.SetGCPercent(-1), debug.SetMemoryLimit(-1)
+	debug.SetGCPercent(gogc)
+	t.Cleanup(func() {
+		runtime.GOMAXPROCS(procs)
+		debug.SetGCPercent(gogc)
+		debug.SetMemoryLimit(limit)
+	})
+	limited := os.DirFS(filepath.Join("testdata", "cgroup", "v2-limit"))
+
+	got := tuneRuntime(func(k string) string { return map[string]string{"GOMAXPROCS": "1", "GOGC": "77"}[k] }, limited)
+	// The runtime read GOMAXPROCS and GOGC from the environment at start;
+	// TuneRuntime must leave what it found.
+	if got.GOMAXPROCS != procs || got.GOGC != gogc {
+		t.Errorf("with GOMAXPROCS and GOGC set: %+v, want them untouched (%d, %d)", got, procs, gogc)
+	}
+	if got.MemoryLimitFrom != "cgroup" || got.MemoryLimit != 483183820 || debug.SetMemoryLimit(-1) != 483183820 {
+		t.Errorf("memory limit %+v (runtime %d), want 90%% of 512 MiB from the cgroup", got, debug.SetMemoryLimit(-1))
+	}
+
+	debug.SetMemoryLimit(limit)
+	runtime.GOMAXPROCS(procs)
+	got = tuneRuntime(func(string) string { return "" }, os.DirFS(filepath.Join("testdata", "cgroup", "none")))
+	wantProcs := procs
+	if procs >= runtime.NumCPU() {
+		wantProcs++
+	}
+	if got.GOMAXPROCS != wantProcs || got.GOGC != DefaultGOGC || got.MemoryLimit != 0 || got.MemoryLimitFrom != "" {
+		t.Errorf("defaults: %+v, want GOMAXPROCS %d, GOGC %d, no memory limit", got, wantProcs, DefaultGOGC)
+	}
 }
