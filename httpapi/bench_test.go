@@ -9,19 +9,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/offload-app/offload"
+	"github.com/offload-app/offload/prometheus"
 	"github.com/offload-app/offload/ratelimit"
 )
 
 // benchEnv is newEnv with logs discarded and limits out of the way, so the
 // benchmarks measure the handler path itself.
-func benchEnv(b *testing.B) *env {
-	e := newEnv(b, func(d *Deps) {
+func benchEnv(b *testing.B, opts ...envOption) *env {
+	e := newEnv(b, append([]envOption{func(d *Deps) {
 		d.Logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
 		unlimited := func(name string) Limits {
 			return Limits{name, ratelimit.NewFixedWindow(1<<30, time.Minute, d.Clock), ratelimit.NewFixedWindow(1<<30, time.Minute, d.Clock)}
 		}
 		d.SessionLimits, d.AILimits, d.UsageLimits = unlimited("session"), unlimited("ai"), unlimited("usage")
-	})
+	}}, opts...)...)
 	return e
 }
 
@@ -75,5 +77,45 @@ func BenchmarkReconcile(b *testing.B) {
 	for b.Loop() {
 		i++
 		serve(b, e, "POST", "/v1/usage/reconcile", `{"install_id":"install-bench","feature":"breakdown","local_count":`+strconv.Itoa(i)+`}`, h)
+	}
+}
+
+// BenchmarkMetricsCost is each route's handler path without metrics
+// (Deps.Metrics nil) and with the Prometheus implementation, so the
+// request-path cost of the metrics is the difference of the pairs.
+func BenchmarkMetricsCost(b *testing.B) {
+	routes := []struct {
+		name, method, path string
+		body               func(i int) string
+		auth               bool
+	}{
+		{"health", "GET", "/v1/health", func(int) string { return "" }, false},
+		{"generate", "POST", "/v1/ai/breakdown/generate", func(int) string {
+			return `{"input_text":"Clean the apartment, then do the laundry and call the landlord about the heating.","granularity":3,"context_hints":["tired"],"template_ids":[]}`
+		}, true},
+		{"reconcile", "POST", "/v1/usage/reconcile", func(i int) string {
+			return `{"install_id":"install-bench","feature":"breakdown","local_count":` + strconv.Itoa(i) + `}`
+		}, true},
+	}
+	for _, rt := range routes {
+		for _, m := range []struct {
+			name string
+			new  func() offload.Metrics
+		}{{"nil", func() offload.Metrics { return nil }}, {"prometheus", func() offload.Metrics { return prometheus.New("bench") }}} {
+			b.Run(rt.name+"/metrics="+m.name, func(b *testing.B) {
+				e := benchEnv(b, func(d *Deps) { d.Metrics = m.new() })
+				h := map[string]string{}
+				if rt.auth {
+					h["Authorization"] = "Bearer " + e.token("install-bench")
+					h[OptInHeader] = "true"
+				}
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					i++
+					serve(b, e, rt.method, rt.path, rt.body(i), h)
+				}
+			})
+		}
 	}
 }

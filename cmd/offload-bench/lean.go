@@ -44,6 +44,9 @@ func newLeanSender(ctx context.Context, p *plan) *leanSender {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
+		if k == "Authorization" && p.authz != nil {
+			continue // written per request
+		}
 		for _, v := range r.Header[k] {
 			h = append(h, k+": "+v+"\r\n"...)
 		}
@@ -55,6 +58,11 @@ func newLeanSender(ctx context.Context, p *plan) *leanSender {
 func (l *leanSender) send(p *plan, st *workerState) string {
 	p.prepare()
 	out := append(l.out[:0], l.head...)
+	if p.authz != nil {
+		out = append(out, "Authorization: "...)
+		out = append(out, p.authz[0]...)
+		out = append(out, "\r\n"...)
+	}
 	if l.hasBody {
 		out = append(out, "Content-Length: "...)
 		out = strconv.AppendInt(out, int64(len(p.body.buf)), 10)

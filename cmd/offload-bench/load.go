@@ -35,6 +35,10 @@ type plan struct {
 	next func(buf []byte) []byte
 	// verify, if set, checks a 2xx body; a non-empty result is an error label.
 	verify func(body []byte) string
+	// authz, if set, is the Authorization header, shared with req.Header:
+	// next may change authz[0] for each request (one install after the
+	// other), and the lean sender then writes it per request.
+	authz []string
 }
 
 // newPlan builds a plan for method and url with a JSON body (nil for none).

@@ -1,53 +1,69 @@
 // Command offload-bench measures every endpoint of the Offload server under
-// keep-alive load and compares each with the machine's ceiling, a bare
-// net/http handler measured in the same run.
+// keep-alive load and compares each with two references measured in the
+// same run: the ceiling, a bare net/http handler writing a tiny JSON object,
+// and, for breakdowns, the one-hop proxy floor, a bare handler that makes
+// the same upstream call the server makes (the very bytes, to the same fake
+// upstream) with a tuned keep-alive client and returns the answer.
 //
-// By default everything runs in this one process: a fake OpenAI upstream,
-// the real server wired by internal/app exactly as cmd/offload-api wires it
-// (SQLite file in a temp dir, real middleware, tokens and limiters, the real
-// OpenAI adapter pointed at the fake), a second server with the local
-// provider, the ceiling, and the load generator. With -target it loads an
-// already running server instead.
+// The fake OpenAI upstream runs in this process and counts the TCP
+// connections it accepts, so a server whose upstream pool churns shows it.
+// The servers are wired by internal/app exactly as cmd/offload-api wires
+// them (SQLite file in a temp dir, real middleware, tokens and limiters,
+// the real OpenAI adapter pointed at the fake, metrics on), a second one
+// with the local provider. By default they run in this process with the
+// load generator; with -server child each runs in a child process of its
+// own (this binary again), started fresh for every endpoint, so the
+// server's CPU time (getrusage), peak RSS (VmHWM) and goroutines are its
+// own. With -target it loads an already running server instead.
 //
 //	go run ./cmd/offload-bench                       # every endpoint, -c 50, 10 s each
-//	go run ./cmd/offload-bench -c 200 -upstream-delay 50ms -endpoints generate
-//	go run ./cmd/offload-bench -c 64 -endpoints reconcile
+//	go run ./cmd/offload-bench -server child -client lean -endpoints floor,generate
+//	go run ./cmd/offload-bench -server child -client lean -c 5000 -upstream-delay 1s -endpoints floor,generate
+//	go run ./cmd/offload-bench -server child -client lean -endpoints overhead-open -upstream-delay 100ms -rate 1000
+//	go run ./cmd/offload-bench -c 64 -endpoints reconcile,reconcile-hot,reconcile-many
+//
+// Reconcile runs three ways: one install per client (reconcile), every
+// client on one install (reconcile-hot), and each request on another of
+// -installs installs (reconcile-many). The gateway overhead runs, as LLM
+// gateways publish it, send the same requests straight to the upstream,
+// through the floor and through the server: one at a time (overhead), or
+// open loop at -rate requests per second (overhead-open).
 //
 // The load generator shares the machine's cores with the server, so the
 // figures are lower bounds of what the server alone could do. -client lean
 // swaps the shared http.Client for a raw keep-alive connection per worker,
 // which costs about half as much CPU per request and so leaves more to the
-// server. On a machine shared with other work, the "cpu µs/req" and "cpu vs
-// ceiling" columns (CPU time of this process per request) are steadier than
-// requests/s; "machine" shows how busy the whole machine was meanwhile.
+// server. On a machine shared with other work, the CPU time per request is
+// steadier than requests/s; "machine" shows how busy the whole machine was
+// meanwhile.
 //
-// Profiles: -cpuprofile, -memprofile and -trace cover the HTTP runs.
+// Profiles: -cpuprofile covers the HTTP runs (in-process: this whole
+// process; -server child: the server of each endpoint, over its measured
+// window); -memprofile and -trace, in-process only.
 package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"runtime"
-	"runtime/pprof"
-	"runtime/trace"
 	"slices"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/offload-app/offload/config"
 	"github.com/offload-app/offload/internal/app"
 )
 
 func main() {
+	if role := os.Getenv(childEnv); role != "" {
+		os.Exit(childMain(role))
+	}
 	app.TuneRuntime(os.Getenv)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -79,6 +95,10 @@ type options struct {
 	traceFile     string
 	limiterKeys   int
 	client        string
+	server        string   // serverInProcess or serverChild
+	serverEnv     []string // KEY=VALUE for the API server
+	rate          float64  // overhead-open
+	installs      int      // reconcile-many
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -88,7 +108,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.concurrency, "c", 50, "concurrent clients (closed loop, keep-alive)")
 	fs.DurationVar(&o.duration, "d", 10*time.Second, "measured duration per endpoint")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured warmup per endpoint")
-	eps := fs.String("endpoints", strings.Join(allEndpoints(), ","), "comma-separated endpoints to run")
+	eps := fs.String("endpoints", strings.Join(defaultEndpoints(), ","), "comma-separated endpoints to run (known: "+strings.Join(allEndpoints(), ", ")+")")
 	fs.DurationVar(&o.upstreamDelay, "upstream-delay", 0, "simulated model latency of the fake OpenAI upstream")
 	fs.StringVar(&o.target, "target", "", "base URL of a running server to load instead of the in-process one")
 	fs.BoolVar(&o.json, "json", false, "print one JSON document instead of the table")
@@ -97,6 +117,17 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.traceFile, "trace", "", "write a runtime execution trace of the HTTP runs to this file (go tool trace)")
 	fs.StringVar(&o.memProfile, "memprofile", "", "write an allocation profile of the HTTP runs to this file")
 	fs.IntVar(&o.limiterKeys, "limiter-keys", 1_000_000, "distinct install ids and IPs for the limiter memory benchmark")
+	fs.StringVar(&o.server, "server", serverInProcess, "where the servers run: "+serverInProcess+" (this process) or "+serverChild+" (each in a child process of its own, started fresh per endpoint, so CPU, peak RSS and goroutines are the server's alone)")
+	fs.Func("server-env", "KEY=VALUE set in the API server's environment (repeatable), e.g. GOGC=100 or OFFLOAD_METRICS_ADDR=off; Go runtime variables need -server child", func(kv string) error {
+		k, _, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return errors.New("want KEY=VALUE")
+		}
+		o.serverEnv = append(o.serverEnv, kv)
+		return nil
+	})
+	fs.Float64Var(&o.rate, "rate", 1000, "requests per second of the open-loop overhead run (overhead-open)")
+	fs.IntVar(&o.installs, "installs", 10_000, "distinct installs of reconcile-many")
 	if err := fs.Parse(args[1:]); err != nil {
 		return o, err
 	}
@@ -114,6 +145,21 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-upstream-delay must not be negative")
 	case o.limiterKeys < 1:
 		return o, errors.New("-limiter-keys must be at least 1")
+	case o.rate <= 0:
+		return o, errors.New("-rate must be positive")
+	case o.installs < 1:
+		return o, errors.New("-installs must be at least 1")
+	}
+	if o.server != serverInProcess && o.server != serverChild {
+		return o, fmt.Errorf("-server must be %s or %s", serverInProcess, serverChild)
+	}
+	if o.server == serverChild && (o.memProfile != "" || o.traceFile != "") {
+		return o, errors.New("-memprofile and -trace cover this process only; use them without -server child")
+	}
+	for _, kv := range o.serverEnv {
+		if k, _, _ := strings.Cut(kv, "="); o.server == serverInProcess && !strings.HasPrefix(k, "OFFLOAD_") {
+			return o, fmt.Errorf("-server-env %s: only OFFLOAD_* settings apply in-process; use -server child", k)
+		}
 	}
 	if o.client != clientNetHTTP && o.client != clientLean {
 		return o, fmt.Errorf("-client must be %s or %s", clientNetHTTP, clientLean)
@@ -167,8 +213,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Client:          o.client,
 		Endpoints:       []endpointResult{},
 	}
-	if o.target != "" {
+	switch {
+	case o.target != "":
 		rep.Mode = "target"
+	case o.server == serverChild:
+		rep.Mode = serverChild
+	}
+	if o.target == "" {
+		rep.ServerEnv = append([]string{fmt.Sprintf("%s=%d", config.EnvAIMaxInFlight, maxInFlight(o))}, o.serverEnv...)
+		if n, err := raiseOpenFiles(); err == nil {
+			rep.OpenFilesLimit = n
+		}
 	}
 
 	var httpEPs []string
@@ -176,7 +231,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if ep == epLimiter || !slices.Contains(o.endpoints, ep) {
 			continue
 		}
-		if o.target != "" && (ep == epCeiling || ep == epGenerateLocal) {
+		if o.target != "" && needsSetup(ep) {
 			rep.Skipped = append(rep.Skipped, skipped{ep, "needs the in-process setup; not measured with -target"})
 			continue
 		}
@@ -206,6 +261,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	var failed uint64
+	for _, o := range rep.Overhead {
+		failed += o.errors()
+	}
 	for _, e := range rep.Endpoints {
 		failed += e.Errors
 		if e.Durability != nil && !e.Durability.ok() {
@@ -216,185 +274,4 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%d requests failed", failed)
 	}
 	return nil
-}
-
-// runHTTP starts the in-process servers (unless -target) and measures eps
-// one after the other, each with its own warmup.
-func runHTTP(ctx context.Context, o options, eps []string, rep *report) (err error) {
-	if o.cpuProfile != "" {
-		f, err := os.Create(o.cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
-	}
-
-	if o.traceFile != "" {
-		f, err := os.Create(o.traceFile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := trace.Start(f); err != nil {
-			return err
-		}
-		defer trace.Stop()
-	}
-
-	var ip *inProcess
-	if o.target == "" {
-		ip, err = startInProcess(ctx, o.upstreamDelay)
-		if err != nil {
-			return fmt.Errorf("starting the in-process servers: %w", err)
-		}
-		defer func() {
-			if cerr := ip.close(); cerr != nil && err == nil {
-				err = fmt.Errorf("stopping the in-process servers: %w", cerr)
-			}
-		}()
-	}
-
-	// One keep-alive client for all workers: enough idle connections per
-	// host that no worker ever has to dial mid-run, no proxy (the servers
-	// are local or explicitly targeted), and no gzip to decode.
-	tr := &http.Transport{
-		Proxy:               nil,
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConnsPerHost: o.concurrency + 8,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
-	}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr}
-	runID := make([]byte, 4)
-	_, _ = rand.Read(runID)
-	pl := &planner{ctx: ctx, client: client, runID: hex.EncodeToString(runID)}
-
-	heap := startHeapSampler(20 * time.Millisecond)
-	defer heap.close()
-	for _, ep := range eps {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		base := o.target
-		if ip != nil {
-			base = ip.url(ep)
-		}
-		row, err := measure(ctx, o, pl, ip, ep, base, heap)
-		if err != nil {
-			return fmt.Errorf("%s: %w", ep, err)
-		}
-		rep.Endpoints = append(rep.Endpoints, row)
-		tr.CloseIdleConnections()
-	}
-	if c := rep.endpoint(epCeiling); c != nil && c.RPS > 0 {
-		for i := range rep.Endpoints {
-			e := &rep.Endpoints[i]
-			v := e.RPS / c.RPS
-			e.VsCeiling = &v
-			if e.CPUPerRequestUs > 0 && c.CPUPerRequestUs > 0 {
-				cv := c.CPUPerRequestUs / e.CPUPerRequestUs
-				e.CPUVsCeiling = &cv
-			}
-		}
-	}
-	if o.memProfile != "" {
-		if err := writeAllocProfile(o.memProfile); err != nil {
-			return err
-		}
-	}
-	heap.reset()
-	rep.PeakHeapBytes = heap.overall.Load()
-	rep.PeakRSSBytes, _ = procStatus()
-	return nil
-}
-
-// measure runs one endpoint: builds its workers' requests (sessions are
-// issued here, outside the measurement), runs the load and, for reconcile,
-// reads every count back.
-func measure(ctx context.Context, o options, pl *planner, ip *inProcess, ep, base string, heap *heapSampler) (endpointResult, error) {
-	plans, recs, err := pl.plans(ep, base, o.concurrency)
-	if err != nil {
-		return endpointResult{}, err
-	}
-	var (
-		before, after       storeStats
-		haveStats           bool
-		cpuBefore, cpuAfter time.Duration
-		machine             [2][2]uint64 // busy, total ticks at start and end
-	)
-	withStore := ip != nil && ep != epCeiling && ep != epHealth
-	onMeasure := func(starting bool) {
-		var st storeStats
-		if withStore {
-			st, haveStats = ip.storeStats(ep)
-		}
-		busy, total := machineBusy()
-		if starting {
-			before, cpuBefore = st, processCPU()
-			machine[0] = [2]uint64{busy, total}
-		} else {
-			after, cpuAfter = st, processCPU()
-			machine[1] = [2]uint64{busy, total}
-		}
-	}
-
-	runtime.GC()
-	heap.reset()
-	newSender := func(*plan) sender { return clientSender{pl.client} }
-	if o.client == clientLean {
-		newSender = func(p *plan) sender { return newLeanSender(ctx, p) }
-	}
-	res := runLoad(ctx, newSender, plans, o.warmup, o.duration, onMeasure)
-	row := endpointResult{
-		Endpoint:      ep,
-		Concurrency:   o.concurrency,
-		Requests:      res.requests,
-		Errors:        res.errors,
-		P50Ms:         ms(res.hist.quantile(0.50)),
-		P95Ms:         ms(res.hist.quantile(0.95)),
-		P99Ms:         ms(res.hist.quantile(0.99)),
-		MaxMs:         ms(res.hist.max),
-		PeakHeapBytes: heap.reset(),
-		ErrorSamples:  res.samples,
-	}
-	if res.elapsed > 0 {
-		row.RPS = float64(res.requests) / res.elapsed.Seconds()
-	}
-	if res.requests > 0 && cpuAfter > cpuBefore {
-		row.CPUPerRequestUs = float64((cpuAfter - cpuBefore).Microseconds()) / float64(res.requests)
-		row.CPUCores = (cpuAfter - cpuBefore).Seconds() / res.elapsed.Seconds()
-	}
-	if dt := machine[1][1] - machine[0][1]; machine[0][1] > 0 && dt > 0 {
-		// Ticks are summed over all CPUs, so busy/total is the machine's
-		// busy share; times NumCPU it is in cores, comparable to CPUCores.
-		row.MachineCores = float64(machine[1][0]-machine[0][0]) / float64(dt) * float64(runtime.NumCPU())
-	}
-	if haveStats && after.commits > before.commits {
-		v := float64(after.writes-before.writes) / float64(after.commits-before.commits)
-		row.ReconcilesPerCommit = &v
-	}
-	if ep == epReconcile {
-		d := pl.verifyCounts(base, recs)
-		row.Durability = &d
-	}
-	return row, nil
-}
-
-// writeAllocProfile writes the allocations sampled since the process
-// started (setup included; the load runs dominate it).
-func writeAllocProfile(path string) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }

@@ -19,7 +19,7 @@ import (
 // shortRun is a run too short to mean anything as a figure; it checks that
 // everything is wired and every endpoint works under load.
 func shortRun(extra ...string) []string {
-	return append([]string{"offload-bench", "-d", "200ms", "-warmup", "0", "-c", "4", "-json", "-limiter-keys", "20000"}, extra...)
+	return append([]string{"offload-bench", "-d", "200ms", "-warmup", "0", "-c", "4", "-json", "-limiter-keys", "20000", "-installs", "20"}, extra...)
 }
 
 func decodeReport(t *testing.T, out []byte) report {
@@ -52,7 +52,7 @@ func testEveryEndpoint(t *testing.T, client string) {
 		t.Errorf("report says client %q, want %q", rep.Client, client)
 	}
 
-	for _, ep := range allEndpoints() {
+	for _, ep := range defaultEndpoints() {
 		if ep == epLimiter {
 			continue
 		}
@@ -73,10 +73,13 @@ func testEveryEndpoint(t *testing.T, client string) {
 			t.Errorf("%s: quantiles out of order: p50 %v p99 %v max %v", ep, e.P50Ms, e.P99Ms, e.MaxMs)
 		}
 	}
-	rec := rep.endpoint(epReconcile)
-	if rec == nil || rec.Durability == nil || !rec.Durability.ok() || rec.Durability.Installs != 4 {
-		t.Errorf("reconcile durability = %+v, want 4 installs read back, none lost", rec)
+	for ep, installs := range map[string]int{epReconcile: 4, epReconcileHot: 1, epReconcileMany: 20} {
+		rec := rep.endpoint(ep)
+		if rec == nil || rec.Durability == nil || !rec.Durability.ok() || rec.Durability.Installs != installs {
+			t.Errorf("%s durability = %+v, want %d installs read back, none lost", ep, rec, installs)
+		}
 	}
+	rec := rep.endpoint(epReconcile)
 	if rec != nil && (rec.ReconcilesPerCommit == nil || *rec.ReconcilesPerCommit < 1) {
 		t.Errorf("reconcile writes per commit = %v, want ≥ 1", rec.ReconcilesPerCommit)
 	}
@@ -169,7 +172,8 @@ func TestParseFlags(t *testing.T) {
 		check   func(options) bool
 	}{
 		{"defaults", nil, "", func(o options) bool {
-			return o.concurrency == 50 && o.duration.Seconds() == 10 && slices.Equal(o.endpoints, allEndpoints()) && !o.json && o.client == clientNetHTTP
+			return o.concurrency == 50 && o.duration.Seconds() == 10 && slices.Equal(o.endpoints, defaultEndpoints()) && !o.json &&
+				o.client == clientNetHTTP && o.server == serverInProcess && o.rate == 1000 && o.installs == 10000
 		}},
 		{"list deduplicated and trimmed", []string{"-endpoints", " generate, reconcile,generate"}, "", func(o options) bool {
 			return slices.Equal(o.endpoints, []string{epGenerate, epReconcile})
@@ -186,6 +190,15 @@ func TestParseFlags(t *testing.T) {
 		{"unknown client", []string{"-client", "curl"}, "-client must be", nil},
 		{"lean over https", []string{"-client", "lean", "-target", "https://example.test"}, "plain HTTP only", nil},
 		{"lean", []string{"-client", "lean"}, "", func(o options) bool { return o.client == clientLean }},
+		{"child", []string{"-server", "child", "-server-env", "GOGC=100", "-server-env", "OFFLOAD_METRICS_ADDR=off"}, "", func(o options) bool {
+			return o.server == serverChild && slices.Equal(o.serverEnv, []string{"GOGC=100", "OFFLOAD_METRICS_ADDR=off"})
+		}},
+		{"unknown server", []string{"-server", "docker"}, "-server must be", nil},
+		{"runtime env in-process", []string{"-server-env", "GOGC=100"}, "use -server child", nil},
+		{"server env without value", []string{"-server-env", "GOGC"}, "KEY=VALUE", nil},
+		{"trace with child", []string{"-server", "child", "-trace", "x"}, "this process only", nil},
+		{"zero rate", []string{"-rate", "0"}, "-rate must be positive", nil},
+		{"zero installs", []string{"-installs", "0"}, "-installs", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -139,3 +139,19 @@ func procStatus() (hwm, rss uint64) {
 	}
 	return hwm, rss
 }
+
+// procThreads is the number of OS threads of this process (Threads of
+// /proc/self/status), 0 where not available.
+func procThreads() int {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for line := range bytes.SplitSeq(b, []byte("\n")) {
+		if rest, ok := bytes.CutPrefix(line, []byte("Threads:")); ok {
+			n, _ := strconv.Atoi(string(bytes.TrimSpace(rest)))
+			return n
+		}
+	}
+	return 0
+}

@@ -2,29 +2,60 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // Endpoint names, in the order they run.
 const (
 	epCeiling       = "ceiling"
+	epFloor         = "floor"
 	epHealth        = "health"
 	epSession       = "session"
 	epGenerate      = "generate"
 	epGenerateLocal = "generate-local"
 	epReconcile     = "reconcile"
+	epReconcileHot  = "reconcile-hot"
+	epReconcileMany = "reconcile-many"
+	epOverhead      = "overhead"
+	epOverheadOpen  = "overhead-open"
 	epLimiter       = "limiter"
 )
 
-// allEndpoints is the default -endpoints list, in run order.
+// allEndpoints is every endpoint, in run order.
 func allEndpoints() []string {
-	return []string{epCeiling, epHealth, epSession, epGenerate, epGenerateLocal, epReconcile, epLimiter}
+	return []string{epCeiling, epFloor, epHealth, epSession, epGenerate, epGenerateLocal,
+		epReconcile, epReconcileHot, epReconcileMany, epOverhead, epOverheadOpen, epLimiter}
+}
+
+// defaultEndpoints is the default -endpoints list: all but the gateway
+// overhead runs, which want their own upstream delay and rate.
+func defaultEndpoints() []string {
+	return slices.DeleteFunc(allEndpoints(), func(ep string) bool { return ep == epOverhead || ep == epOverheadOpen })
+}
+
+// isReconcile reports whether ep is one of the reconcile workloads.
+func isReconcile(ep string) bool {
+	return ep == epReconcile || ep == epReconcileHot || ep == epReconcileMany
+}
+
+// isOverhead reports whether ep is a gateway overhead run (not closed loop).
+func isOverhead(ep string) bool { return ep == epOverhead || ep == epOverheadOpen }
+
+// needsSetup reports whether ep needs servers the bench runs itself (it
+// cannot be measured with -target).
+func needsSetup(ep string) bool {
+	return ep == epCeiling || ep == epFloor || ep == epGenerateLocal || isOverhead(ep)
 }
 
 // benchInput is a realistic breakdown request: about 200 characters of task
@@ -45,7 +76,7 @@ func ceilingHandler() http.Handler {
 // serverCountKey precedes the count in a reconcile reply.
 const serverCountKey = `"server_count":`
 
-// reconcileWorker tracks one reconcile client's counts: sent is the highest
+// reconcileWorker tracks one install's counts: sent is the highest
 // local_count sent, acked the highest one the server confirmed.
 type reconcileWorker struct {
 	installID string
@@ -56,19 +87,29 @@ type reconcileWorker struct {
 
 // planner builds the per-worker requests of each endpoint against base URLs.
 type planner struct {
-	ctx    context.Context
-	client *http.Client
-	runID  string // distinguishes this run's install ids from earlier runs'
+	ctx      context.Context
+	client   *http.Client
+	runID    string // distinguishes this run's install ids from earlier runs'
+	installs int    // reconcile-many: distinct installs
 }
 
-func (pl *planner) plans(ep, base string, c int) ([]*plan, []*reconcileWorker, error) {
-	plans := make([]*plan, c)
+// floorToken stands in for a session token on requests to the floor,
+// which checks none: as long as a real one, so the bytes on the wire match.
+var floorToken = strings.Repeat("x", 200)
+
+// plans builds c workers' requests for ep against base. verify, when not
+// nil, reads every count back after the run (reconcile workloads).
+func (pl *planner) plans(ep, base string, c int) (plans []*plan, verify func() durability, err error) {
+	switch ep {
+	case epReconcileHot:
+		return pl.reconcileHotPlans(base, c)
+	case epReconcileMany:
+		return pl.reconcileManyPlans(base, c)
+	}
+	plans = make([]*plan, c)
 	var recs []*reconcileWorker
 	for i := range plans {
-		var (
-			p   *plan
-			err error
-		)
+		var p *plan
 		switch ep {
 		case epCeiling:
 			p, err = newPlan(pl.ctx, http.MethodGet, base+"/", nil, nil)
@@ -78,6 +119,8 @@ func (pl *planner) plans(ep, base string, c int) ([]*plan, []*reconcileWorker, e
 			p, err = pl.sessionPlan(base, i)
 		case epGenerate, epGenerateLocal:
 			p, err = pl.generatePlan(base, i)
+		case epFloor:
+			p, err = floorPlan(pl.ctx, base)
 		case epReconcile:
 			var rw *reconcileWorker
 			p, rw, err = pl.reconcilePlan(base, i)
@@ -90,7 +133,19 @@ func (pl *planner) plans(ep, base string, c int) ([]*plan, []*reconcileWorker, e
 		}
 		plans[i] = p
 	}
-	return plans, recs, nil
+	if recs != nil {
+		verify = func() durability { return pl.verifyCounts(base, recs) }
+	}
+	return plans, verify, nil
+}
+
+// floorPlan is a generate request as the app sends it, to the floor.
+func floorPlan(ctx context.Context, base string) (*plan, error) {
+	h := http.Header{
+		"Authorization":          {"Bearer " + floorToken},
+		"X-Offload-Cloud-Opt-In": {"true"},
+	}
+	return newPlan(ctx, http.MethodPost, base+"/v1/ai/breakdown/generate", []byte(benchInput), h)
 }
 
 // sessionPlan issues a session for a new install id on every request, so the
@@ -160,6 +215,151 @@ func (pl *planner) reconcilePlan(base string, worker int) (*plan, *reconcileWork
 	return p, rw, nil
 }
 
+// reconcileHotPlans has every worker reconcile the same install: one row
+// that all writes update. The workers share one strictly increasing
+// local_count; a reply must confirm at least the count its request sent.
+func (pl *planner) reconcileHotPlans(base string, c int) ([]*plan, func() durability, error) {
+	installID := "bench-" + pl.runID + "-hot"
+	tok, err := pl.issue(base, installID)
+	if err != nil {
+		return nil, nil, err
+	}
+	var sent, acked atomic.Int64
+	prefix := []byte(`{"install_id":"` + installID + `","feature":"breakdown","local_count":`)
+	key := []byte(serverCountKey)
+	plans := make([]*plan, c)
+	for i := range plans {
+		p, err := newPlan(pl.ctx, http.MethodPost, base+"/v1/usage/reconcile", []byte{}, http.Header{"Authorization": {"Bearer " + tok}})
+		if err != nil {
+			return nil, nil, err
+		}
+		var last int64 // this worker's count in flight
+		p.next = func(buf []byte) []byte {
+			last = sent.Add(1)
+			buf = append(buf, prefix...)
+			buf = strconv.AppendInt(buf, last, 10)
+			return append(buf, '}')
+		}
+		p.verify = func(body []byte) string {
+			n, err := jsonInt(body, key)
+			switch {
+			case err != nil:
+				return "reply without server_count"
+			case n < last:
+				return "server_count below local_count"
+			case n > sent.Load():
+				return "server_count above anything sent"
+			}
+			storeMaxInt(&acked, last)
+			return ""
+		}
+		plans[i] = p
+	}
+	verify := func() durability {
+		rw := &reconcileWorker{installID: installID, token: tok, sent: sent.Load(), acked: acked.Load()}
+		return pl.verifyCounts(base, []*reconcileWorker{rw})
+	}
+	return plans, verify, nil
+}
+
+// reconcileManyPlans spreads the writes over pl.installs installs, each
+// request another install than the previous (worker w owns installs w,
+// w+c, w+2c, …), so most writes update a row that is not the last one
+// written, and the first write of each install creates its row.
+func (pl *planner) reconcileManyPlans(base string, c int) ([]*plan, func() durability, error) {
+	n := max(pl.installs, c)
+	recs := make([]*reconcileWorker, n)
+	for i := range recs {
+		recs[i] = &reconcileWorker{installID: "bench-" + pl.runID + "-m" + strconv.Itoa(i)}
+	}
+	if err := pl.issueAll(base, recs, c); err != nil {
+		return nil, nil, err
+	}
+	key := []byte(serverCountKey)
+	plans := make([]*plan, c)
+	for w := range plans {
+		var (
+			own     []*reconcileWorker
+			ownAuth []string // "Bearer <token>" of own[i], built once
+		)
+		for i := w; i < n; i += c {
+			own = append(own, recs[i])
+			ownAuth = append(ownAuth, "Bearer "+recs[i].token)
+		}
+		authz := []string{ownAuth[0]}
+		p, err := newPlan(pl.ctx, http.MethodPost, base+"/v1/usage/reconcile", []byte{}, http.Header{"Authorization": authz})
+		if err != nil {
+			return nil, nil, err
+		}
+		p.authz = authz
+		var next int
+		var cur *reconcileWorker
+		p.next = func(buf []byte) []byte {
+			cur = own[next]
+			p.authz[0] = ownAuth[next]
+			next = (next + 1) % len(own)
+			cur.sent++
+			buf = append(buf, `{"install_id":"`...)
+			buf = append(buf, cur.installID...)
+			buf = append(buf, `","feature":"breakdown","local_count":`...)
+			buf = strconv.AppendInt(buf, cur.sent, 10)
+			return append(buf, '}')
+		}
+		p.verify = func(body []byte) string {
+			n, err := jsonInt(body, key)
+			if err != nil {
+				return "reply without server_count"
+			}
+			if n != cur.sent {
+				return "server_count differs from local_count"
+			}
+			cur.acked = cur.sent
+			return ""
+		}
+		plans[w] = p
+	}
+	return plans, func() durability { return pl.verifyCounts(base, recs) }, nil
+}
+
+func storeMaxInt(a *atomic.Int64, v int64) {
+	for {
+		cur := a.Load()
+		if v <= cur || a.CompareAndSwap(cur, v) {
+			return
+		}
+	}
+}
+
+// issueAll issues a session token for every install, par at a time.
+func (pl *planner) issueAll(base string, recs []*reconcileWorker, par int) error {
+	var (
+		wg    sync.WaitGroup
+		next  atomic.Int64
+		mu    sync.Mutex
+		first error
+	)
+	for range min(par, len(recs)) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(recs) {
+					return
+				}
+				tok, err := pl.issue(base, recs[i].installID)
+				if err != nil {
+					mu.Lock()
+					first = cmp.Or(first, err)
+					mu.Unlock()
+					return
+				}
+				recs[i].token = tok
+			}
+		})
+	}
+	wg.Wait()
+	return first
+}
+
 // issue gets a session token for installID.
 func (pl *planner) issue(base, installID string) (string, error) {
 	body := `{"install_id":"` + installID + `","app_version":"1.0.0","platform":"ios"}`
@@ -219,22 +419,47 @@ func (d durability) ok() bool { return d.Lost == 0 && d.Invented == 0 && d.Unrea
 // higher only by requests that were sent but not acknowledged.
 func (pl *planner) verifyCounts(base string, recs []*reconcileWorker) durability {
 	d := durability{Installs: len(recs)}
-	for _, rw := range recs {
-		body := `{"install_id":"` + rw.installID + `","feature":"breakdown","local_count":0}`
-		reply, status, err := pl.post(base+"/v1/usage/reconcile", rw.token, body)
-		if err != nil || status != http.StatusOK {
-			d.Unreadable++
-			continue
-		}
-		n, err := jsonInt(reply, []byte(serverCountKey))
-		switch {
-		case err != nil:
-			d.Unreadable++
-		case n < rw.acked:
-			d.Lost++
-		case n > rw.sent:
-			d.Invented++
-		}
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		next atomic.Int64
+	)
+	for range min(16, len(recs)) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(recs) {
+					return
+				}
+				r := pl.verifyOne(base, recs[i])
+				mu.Lock()
+				d.Lost += r.Lost
+				d.Invented += r.Invented
+				d.Unreadable += r.Unreadable
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return d
+}
+
+func (pl *planner) verifyOne(base string, rw *reconcileWorker) durability {
+	var d durability
+	body := `{"install_id":"` + rw.installID + `","feature":"breakdown","local_count":0}`
+	reply, status, err := pl.post(base+"/v1/usage/reconcile", rw.token, body)
+	if err != nil || status != http.StatusOK {
+		d.Unreadable++
+		return d
+	}
+	n, err := jsonInt(reply, []byte(serverCountKey))
+	switch {
+	case err != nil:
+		d.Unreadable++
+	case n < rw.acked:
+		d.Lost++
+	case n > rw.sent:
+		d.Invented++
 	}
 	return d
 }
