@@ -408,7 +408,7 @@ func (s *pgServer) measure(ctx context.Context, o pgOptions) (pgRun, error) {
 	s.pl.runID += "x" // fresh installs every round
 	before := s.store.Stats()
 	pg0, pgOK := postgresCPU()
-	row, err := measure(ctx, o.options, s.pl, nil, epReconcile, s.sv.url, s.heap)
+	row, err := measure(ctx, o.options, s.pl, epReconcile, s.sv.url, nil, nil, nil, s.heap)
 	if err != nil {
 		return pgRun{}, fmt.Errorf("reconcile on postgres: %w", err)
 	}
