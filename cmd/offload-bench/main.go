@@ -58,6 +58,7 @@ import (
 
 	"github.com/offload-app/offload/config"
 	"github.com/offload-app/offload/internal/app"
+	"github.com/offload-app/offload/internal/buildinfo"
 )
 
 func main() {
@@ -68,13 +69,21 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args, os.Stdout, os.Stderr); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "offload-bench:", err)
+		if errors.Is(err, errUsage) {
 			os.Exit(2)
 		}
-		fmt.Fprintln(os.Stderr, "offload-bench:", err)
 		os.Exit(1)
 	}
 }
+
+// errUsage marks a command-line mistake: exit status 2, as flag does.
+var errUsage = errors.New("usage")
+
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg + " (see offload-bench --help)" }
+func (e *usageError) Unwrap() error { return errUsage }
 
 // Load generator clients.
 const (
@@ -99,12 +108,28 @@ type options struct {
 	serverEnv     []string // KEY=VALUE for the API server
 	rate          float64  // overhead-open
 	installs      int      // reconcile-many
+	version       bool
+	usage         func(io.Writer) // prints the flags, for --help
 }
 
-func parseFlags(args []string, stderr io.Writer) (options, error) {
-	var o options
+// parseFlags reads the command line. Its errors are usage errors (exit 2);
+// -h and --help return flag.ErrHelp, with o.usage set to print the help.
+func parseFlags(args []string, stderr io.Writer) (o options, err error) {
+	defer func() {
+		if err != nil && !errors.Is(err, flag.ErrHelp) {
+			err = &usageError{err.Error()}
+		}
+	}()
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// flag's own messages would go to stderr; run prints help to stdout.
+	fs.SetOutput(io.Discard)
+	o.usage = func(w io.Writer) {
+		fmt.Fprintf(w, "Usage: %s [flags]\n       %s postgres [flags]\n\nLoads the Offload API (in-process, in child processes, or -target) and reports\nthroughput, latency and server costs per endpoint.\n\nFlags:\n", args[0], args[0])
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	fs.IntVar(&o.concurrency, "c", 50, "concurrent clients (closed loop, keep-alive)")
 	fs.DurationVar(&o.duration, "d", 10*time.Second, "measured duration per endpoint")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured warmup per endpoint")
@@ -133,6 +158,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if o.version {
+		return o, nil
 	}
 	switch {
 	case o.concurrency < 1:
@@ -197,8 +225,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runPostgres(ctx, args[2:], stdout, stderr)
 	}
 	o, err := parseFlags(args, stderr)
-	if err != nil {
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		o.usage(stdout)
+		return nil
+	case err != nil:
 		return err
+	case o.version:
+		fmt.Fprintln(stdout, buildinfo.Line("offload-bench"))
+		return nil
 	}
 	rep := &report{
 		Date:            time.Now().UTC().Format(time.DateOnly),

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http/httptest"
@@ -223,5 +224,20 @@ func TestRunStopsWhenCanceled(t *testing.T) {
 	err := run(ctx, []string{"offload-bench", "-d", "10s", "-endpoints", "health"}, &stdout, io.Discard)
 	if err == nil {
 		t.Fatalf("run with a canceled context returned nil; output:\n%s", stdout.String())
+	}
+}
+
+func TestVersionHelpAndUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{"--version"}, {"-h"}, {"--help"}, {"postgres", "-h"}} {
+		var out, errOut strings.Builder
+		if err := run(context.Background(), append([]string{"offload-bench"}, args...), &out, &errOut); err != nil || out.Len() == 0 || errOut.Len() != 0 {
+			t.Errorf("%v: err %v, stdout %q, stderr %q", args, err, out.String(), errOut.String())
+		}
+	}
+	for _, args := range [][]string{{"--bogus"}, {"-c", "0"}, {"-endpoints", "nope"}, {"extra"}, {"postgres", "--bogus"}} {
+		err := run(context.Background(), append([]string{"offload-bench"}, args...), io.Discard, io.Discard)
+		if !errors.Is(err, errUsage) {
+			t.Errorf("%v: %v, want a usage error (exit 2)", args, err)
+		}
 	}
 }

@@ -55,10 +55,15 @@ load hits both alike.
 Flags:
 `
 
-func parsePgFlags(args []string, stderr io.Writer) (pgOptions, error) {
-	var o pgOptions
+func parsePgFlags(args []string, stdout io.Writer) (o pgOptions, err error) {
+	defer func() {
+		if err != nil && !errors.Is(err, flag.ErrHelp) {
+			err = &usageError{err.Error()}
+		}
+	}()
 	fs := flag.NewFlagSet("offload-bench postgres", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// Help goes to stdout (exit 0); a mistake is returned (exit 2).
+	fs.SetOutput(io.Discard)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), pgUsage); fs.PrintDefaults() }
 	fs.StringVar(&o.adminURL, "url", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable", "PostgreSQL server, as a URL of a database where the user may CREATE DATABASE")
 	fs.StringVar(&o.pgbench, "pgbench", "pgbench", "the pgbench binary (PostgreSQL's; e.g. /usr/lib/postgresql/15/bin/pgbench)")
@@ -72,7 +77,12 @@ func parsePgFlags(args []string, stderr io.Writer) (pgOptions, error) {
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured warmup of each HTTP run (pgbench has none)")
 	fs.StringVar(&o.client, "client", clientLean, "HTTP load generator client: "+clientLean+" or "+clientNetHTTP)
 	if err := fs.Parse(args); err != nil {
-		return o, err
+		if !errors.Is(err, flag.ErrHelp) {
+			return o, err
+		}
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return o, flag.ErrHelp
 	}
 	switch {
 	case fs.NArg() > 0:
@@ -126,7 +136,10 @@ type pgReport struct {
 
 // runPostgres is `offload-bench postgres`.
 func runPostgres(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
-	o, err := parsePgFlags(args, stderr)
+	o, err := parsePgFlags(args, stdout)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
