@@ -1,6 +1,7 @@
 package offload
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -141,4 +142,43 @@ func ErrorCode(err error) string {
 		return CodeStorageUnavailable
 	}
 	return CodeInternal
+}
+
+// ProviderCanceled is a provider's error for a call whose context ended: a
+// *ProviderError for the code mapping (provider_timeout when the deadline
+// passed, class "deadline") that also unwraps to the context's error, so
+// callers can tell the client leaving from the provider failing.
+func ProviderCanceled(ctx context.Context, provider, class string, attempts int) error {
+	cause := ctx.Err()
+	if cause == nil {
+		cause = context.Canceled
+	}
+	failure := ProviderRequestFailed
+	if errors.Is(cause, context.DeadlineExceeded) {
+		class, failure = "deadline", ProviderTimeout
+	}
+	return &canceledError{
+		pe:    &ProviderError{Failure: failure, Class: class, Attempts: attempts, Provider: provider},
+		cause: cause,
+	}
+}
+
+type canceledError struct {
+	pe    *ProviderError
+	cause error
+}
+
+func (e *canceledError) Error() string   { return e.pe.Error() }
+func (e *canceledError) Unwrap() []error { return []error{e.pe, e.cause} }
+
+// TokenCount keeps a hostile usage figure from a provider from going
+// negative or wrapping.
+func TokenCount(n int64) int {
+	if n < 0 {
+		return 0
+	}
+	if n > 1<<31-1 {
+		return 1<<31 - 1
+	}
+	return int(n)
 }

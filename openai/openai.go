@@ -316,7 +316,7 @@ func (p *Provider) Generate(ctx context.Context, req offload.BreakdownRequest) (
 			return out, nil
 		}
 		if f.class == classCanceled || f.class == classDeadline {
-			return offload.Breakdown{}, canceled(ctx, f.class, attempt)
+			return offload.Breakdown{}, offload.ProviderCanceled(ctx, ProviderName, f.class, attempt)
 		}
 		retry := f.retryable && attempt < p.retry.MaxAttempts
 		var d time.Duration
@@ -337,7 +337,7 @@ func (p *Provider) Generate(ctx context.Context, req offload.BreakdownRequest) (
 			}
 		}
 		if err := p.sleep(ctx, d); err != nil || ctx.Err() != nil {
-			return offload.Breakdown{}, canceled(ctx, classCanceled, attempt)
+			return offload.Breakdown{}, offload.ProviderCanceled(ctx, ProviderName, classCanceled, attempt)
 		}
 		slept += d
 	}
@@ -488,44 +488,8 @@ func answer(c *completion) (offload.Breakdown, *failure) {
 	return offload.Breakdown{
 		Steps: steps,
 		Usage: offload.TokenUsage{
-			InputTokens:  clampTokens(c.Usage.PromptTokens),
-			OutputTokens: clampTokens(c.Usage.CompletionTokens),
+			InputTokens:  offload.TokenCount(c.Usage.PromptTokens),
+			OutputTokens: offload.TokenCount(c.Usage.CompletionTokens),
 		},
 	}, nil
-}
-
-// clampTokens keeps a hostile usage figure from going negative or wrapping.
-func clampTokens(n int64) int {
-	if n < 0 {
-		return 0
-	}
-	if n > 1<<31-1 {
-		return 1<<31 - 1
-	}
-	return int(n)
-}
-
-// canceledError is the error for a caller that went away: a ProviderError
-// for the code mapping that also unwraps to ctx.Err().
-type canceledError struct {
-	pe    *offload.ProviderError
-	cause error
-}
-
-func (e *canceledError) Error() string   { return e.pe.Error() }
-func (e *canceledError) Unwrap() []error { return []error{e.pe, e.cause} }
-
-func canceled(ctx context.Context, class string, attempts int) error {
-	cause := ctx.Err()
-	if cause == nil {
-		cause = context.Canceled
-	}
-	failure := offload.ProviderRequestFailed
-	if errors.Is(cause, context.DeadlineExceeded) {
-		class, failure = classDeadline, offload.ProviderTimeout
-	}
-	return &canceledError{
-		pe:    &offload.ProviderError{Failure: failure, Class: class, Attempts: attempts, Provider: ProviderName},
-		cause: cause,
-	}
 }
