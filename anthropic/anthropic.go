@@ -34,6 +34,9 @@ const (
 	DefaultModel   = "claude-haiku-4-5-20251001"
 	DefaultVersion = "2023-06-01"
 	DefaultTimeout = 20 * time.Second
+	// DefaultMaxConns sizes the upstream connection pool when
+	// Options.MaxConns is zero.
+	DefaultMaxConns = 256
 )
 
 // maxTokens bounds the cost of one answer. The largest valid plan (100 steps
@@ -65,6 +68,9 @@ type Options struct {
 	Model   string
 	// Version is sent as the anthropic-version header.
 	Version string
+	// MaxConns caps the connections to the upstream and sizes the idle
+	// pool (default DefaultMaxConns); the server passes its in-flight bound.
+	MaxConns int
 	// Timeout bounds each attempt.
 	Timeout time.Duration
 	// Retry is the contract's policy; MaxAttempts below 1 means one attempt.
@@ -110,6 +116,9 @@ func New(opts Options) *Provider {
 	if opts.Version == "" {
 		opts.Version = DefaultVersion
 	}
+	if opts.MaxConns <= 0 {
+		opts.MaxConns = DefaultMaxConns
+	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
 	}
@@ -127,7 +136,7 @@ func New(opts Options) *Provider {
 	}
 	p := &Provider{opts: opts}
 
-	hc := http.Client{Transport: defaultTransport()}
+	hc := http.Client{Transport: defaultTransport(opts.MaxConns)}
 	if opts.HTTPClient != nil {
 		hc = *opts.HTTPClient
 		if hc.Transport == nil {

@@ -22,18 +22,19 @@ const MaxResponseHeaderBytes = 64 << 10
 
 var errBodyTooLarge = errors.New("anthropic: response body too large")
 
-// defaultTransport is tuned for many concurrent calls to one upstream: enough
-// idle connections per host that a burst of 200 generates reuses them, and no
-// per-host connection limit, so nothing here serialises upstream calls.
-func defaultTransport() http.RoundTripper {
+// defaultTransport is tuned for many concurrent calls to one upstream, as
+// the OpenAI adapter's: maxConns connections at most and as many kept idle,
+// so a burst as large as the server admits reuses its connections instead of
+// closing those over a smaller idle limit and dialling new ones.
+func defaultTransport(maxConns int) http.RoundTripper {
 	base, ok := http.DefaultTransport.(*http.Transport)
 	if !ok {
 		return http.DefaultTransport
 	}
 	t := base.Clone()
-	t.MaxIdleConns = 1024
-	t.MaxIdleConnsPerHost = 256
-	t.MaxConnsPerHost = 0
+	t.MaxIdleConns = maxConns
+	t.MaxIdleConnsPerHost = maxConns
+	t.MaxConnsPerHost = maxConns
 	t.IdleConnTimeout = 90 * time.Second
 	t.MaxResponseHeaderBytes = MaxResponseHeaderBytes
 	return t

@@ -43,12 +43,12 @@ func TestCapTransport(t *testing.T) {
 }
 
 func TestDefaultTransportPool(t *testing.T) {
-	tr, ok := defaultTransport().(*http.Transport)
+	tr, ok := defaultTransport(300).(*http.Transport)
 	if !ok {
-		t.Fatalf("default transport is %T", defaultTransport())
+		t.Fatalf("default transport is %T", defaultTransport(300))
 	}
-	if tr.MaxIdleConnsPerHost < 200 || tr.MaxConnsPerHost != 0 {
-		t.Errorf("pool would serialise concurrent upstream calls: idle/host %d, conns/host %d", tr.MaxIdleConnsPerHost, tr.MaxConnsPerHost)
+	if tr.MaxIdleConnsPerHost != 300 || tr.MaxConnsPerHost != 300 || tr.MaxIdleConns != 300 {
+		t.Errorf("pool not sized to the in-flight bound: idle/host %d, conns/host %d, idle %d", tr.MaxIdleConnsPerHost, tr.MaxConnsPerHost, tr.MaxIdleConns)
 	}
 	if tr.MaxResponseHeaderBytes != MaxResponseHeaderBytes {
 		t.Errorf("header cap = %d", tr.MaxResponseHeaderBytes)

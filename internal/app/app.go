@@ -228,7 +228,9 @@ func newProvider(cfg config.Config, logger *slog.Logger, m offload.Metrics, cloc
 				Version: cfg.Anthropic.Version,
 				Timeout: cfg.Anthropic.Timeout,
 				Retry:   cfg.AI.Retry,
-				Logger:  logger,
+				// One connection per admitted breakdown, as for OpenAI.
+				MaxConns: cfg.AI.MaxInFlight,
+				Logger:   logger,
 			}))
 		default:
 			if cfg.OpenAI.APIKey == "" && !last {
