@@ -303,7 +303,7 @@ func (r *report) writeText(w io.Writer) error {
 		fmt.Fprintln(w, "load generator and server share this machine's cores")
 	}
 	if len(r.ServerEnv) > 0 {
-		fmt.Fprintf(w, "server env: %s\n", strings.Join(r.ServerEnv, " "))
+		fmt.Fprintf(w, "server env: %s; open files limit %d\n", strings.Join(r.ServerEnv, " "), r.OpenFilesLimit)
 	}
 	if r.UpstreamRequestBytes > 0 {
 		fmt.Fprintf(w, "upstream request body %d bytes (the floor and the direct requests send the same)\n", r.UpstreamRequestBytes)

@@ -44,11 +44,6 @@ func defaultEndpoints() []string {
 	return slices.DeleteFunc(allEndpoints(), func(ep string) bool { return ep == epOverhead || ep == epOverheadOpen })
 }
 
-// isReconcile reports whether ep is one of the reconcile workloads.
-func isReconcile(ep string) bool {
-	return ep == epReconcile || ep == epReconcileHot || ep == epReconcileMany
-}
-
 // isOverhead reports whether ep is a gateway overhead run (not closed loop).
 func isOverhead(ep string) bool { return ep == epOverhead || ep == epOverheadOpen }
 
