@@ -13,10 +13,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -196,7 +199,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		slog.String("store", a.StoreName()),
 		slog.String("rate_limits", a.LimitsName()),
 		slog.String("provider", a.ProviderName()),
-		slog.Bool("random_session_secret", cfg.Session.SecretGenerated))
+		slog.Bool("random_session_secret", cfg.Session.SecretGenerated),
+		slog.Int("gomaxprocs", runtime.GOMAXPROCS(0)),
+		slog.Int64("memory_limit_bytes", memoryLimit()))
 
 	go func() {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -236,6 +241,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// memoryLimit is the runtime's soft memory limit (app.TuneRuntime may have
+// set one from the container's), 0 for none.
+func memoryLimit() int64 {
+	if l := debug.SetMemoryLimit(-1); l != math.MaxInt64 {
+		return l
+	}
+	return 0
 }
 
 // forcedDrain is how long handlers get to return once their requests have
