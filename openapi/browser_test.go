@@ -5,12 +5,14 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -250,23 +252,44 @@ func TestDocsPageInChromium(t *testing.T) {
 	must("listing the operations", err)
 
 	// Try it out: a session first (the page keeps its token), then a breakdown.
-	must("issuing a session", chromedp.Do(bctx,
-		chromedp.Click(css(sessionOp+" .opblock-summary-control")),
-		chromedp.Click(css(sessionOp+" button.execute")),
-		chromedp.WaitVisible(css(sessionOp+" .live-responses-table tr.response .response-col_status")),
-	))
+	// Under load the page may still be wiring its handlers when an element
+	// is first visible, and a click then is lost: each step is retried,
+	// with a bounded wait, until what it should show is there.
+	present := func(sel string) bool {
+		ok, err := chromedp.Run(bctx, chromedp.Evaluate[bool](`document.querySelector(`+strconv.Quote(sel)+`) !== null`))
+		return err == nil && ok
+	}
+	retry := func(what string, click, want string, wait time.Duration) {
+		t.Helper()
+		for attempt := 0; attempt < 5; attempt++ {
+			if present(want) {
+				return
+			}
+			actx, cancel := context.WithTimeout(bctx, wait)
+			err := chromedp.Do(actx, chromedp.Click(css(click)), chromedp.WaitVisible(css(want)))
+			cancel()
+			if err == nil {
+				return
+			}
+			t.Logf("%s: try %d: %v", what, attempt+1, err)
+		}
+		must(what, errors.New("the page did not react after 5 tries"))
+	}
+	expand := func(op string) {
+		retry("expanding "+op, op+" .opblock-summary-control", op+" button.execute", 5*time.Second)
+	}
+	execute := func(op string) {
+		retry("executing "+op, op+" button.execute", op+" .live-responses-table tr.response .response-col_status", 5*time.Second)
+	}
+	expand(sessionOp)
+	execute(sessionOp)
 	sessionStatus, err := chromedp.Run(bctx, chromedp.Text(css(sessionOp+" .live-responses-table tr.response .response-col_status")))
 	must("reading the session answer", err)
-	must("opening the breakdown", chromedp.Do(bctx,
-		chromedp.Click(css(breakdownOp+" .opblock-summary-control")),
-		chromedp.WaitVisible(css(optInInput)),
-	))
+	expand(breakdownOp)
+	must("opening the breakdown", chromedp.Do(bctx, chromedp.WaitVisible(css(optInInput))))
 	optInValue, err := chromedp.Run(bctx, chromedp.Value(css(optInInput)))
 	must("reading the opt-in field", err)
-	must("generating a breakdown", chromedp.Do(bctx,
-		chromedp.Click(css(breakdownOp+" button.execute")),
-		chromedp.WaitVisible(css(breakdownOp+" .live-responses-table tr.response .response-col_status")),
-	))
+	execute(breakdownOp)
 	breakdownStatus, err := chromedp.Run(bctx, chromedp.Text(css(breakdownOp+" .live-responses-table tr.response .response-col_status")))
 	must("reading the breakdown answer", err)
 	violations, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](`window.__csp`))
