@@ -5,18 +5,16 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
-	"path"
-	"regexp"
-	"strconv"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/offload-app/offload/internal/migrations"
 )
 
 // migrationFiles holds the schema history, one file per version, applied in
 // order. Files are never edited once released: a change is a new file.
 //
-// This is the same small scheme as package sqlite rather than a migration
+// This is the same small scheme as package sqlite (internal/migrations) rather than a migration
 // library (golang-migrate and the like): the schema is one table, the whole
 // mechanism is one transaction under one advisory lock, and a library would
 // bring a second connection path, its own lock table and a dependency tree
@@ -25,51 +23,14 @@ import (
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-// migration is one schema version.
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-var migrationName = regexp.MustCompile(`^([0-9]{3})_[a-z0-9_]+\.sql$`)
-
-// loadMigrations reads the migrations of fsys (a "migrations" folder of
-// NNN_name.sql files) and checks that they are numbered 1, 2, 3… without gaps,
-// so a missing or misnamed file fails every Open instead of skipping a step.
-func loadMigrations(fsys fs.FS) ([]migration, error) {
-	entries, err := fs.ReadDir(fsys, "migrations")
+// loadMigrations reads this store's embedded migrations (package
+// migrations checks their numbering).
+func loadMigrations(fsys fs.FS) ([]migrations.Migration, error) {
+	ms, err := migrations.Load(fsys)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: read migrations: %w", err)
-	}
-	var ms []migration
-	for _, e := range entries { // ReadDir sorts by name, so by version
-		m := migrationName.FindStringSubmatch(e.Name())
-		if m == nil || e.IsDir() {
-			return nil, fmt.Errorf("postgres: migration file %q is not named NNN_name.sql", e.Name())
-		}
-		v, _ := strconv.Atoi(m[1])
-		if v != len(ms)+1 {
-			return nil, fmt.Errorf("postgres: migration %q has version %d, want %d", e.Name(), v, len(ms)+1)
-		}
-		b, err := fs.ReadFile(fsys, path.Join("migrations", e.Name()))
-		if err != nil {
-			return nil, fmt.Errorf("postgres: read migration %q: %w", e.Name(), err)
-		}
-		ms = append(ms, migration{version: v, name: e.Name(), sql: string(b)})
-	}
-	if len(ms) == 0 {
-		return nil, fmt.Errorf("postgres: no migrations")
+		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	return ms, nil
-}
-
-// schemaTooNewError says the database was migrated by a newer binary. Running
-// on it could misread or damage data this binary does not know about.
-type schemaTooNewError struct{ have, known int }
-
-func (e *schemaTooNewError) Error() string {
-	return fmt.Sprintf("database schema version %d is newer than the %d this binary knows; run a newer binary", e.have, e.known)
 }
 
 // Advisory lock classes (the first key of the two-key form), so our locks
@@ -90,7 +51,7 @@ const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
 // their schema_migrations rows commit together or not at all (PostgreSQL's
 // DDL is transactional), and an instance starting at the same moment waits
 // for the lock and then finds nothing left to do.
-func migrate(ctx context.Context, pool *pgxpool.Pool, ms []migration) error {
+func migrate(ctx context.Context, pool *pgxpool.Pool, ms []migrations.Migration) error {
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1, 0)", lockClassMigrate); err != nil {
 			return err
@@ -103,13 +64,13 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, ms []migration) error {
 			return err
 		}
 		if have > len(ms) {
-			return &schemaTooNewError{have: have, known: len(ms)}
+			return &migrations.TooNewError{Have: have, Known: len(ms)}
 		}
 		for _, m := range ms[have:] {
-			if _, err := tx.Exec(ctx, m.sql); err != nil {
-				return &migrationError{name: m.name, err: err}
+			if _, err := tx.Exec(ctx, m.SQL); err != nil {
+				return &migrationError{name: m.Name, err: err}
 			}
-			if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version, m.name); err != nil {
+			if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.Version, m.Name); err != nil {
 				return err
 			}
 		}

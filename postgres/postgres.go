@@ -42,6 +42,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/offload-app/offload"
+	"github.com/offload-app/offload/internal/migrations"
 )
 
 var (
@@ -250,7 +251,7 @@ func Open(ctx context.Context, url string, opts ...Option) (_ *Store, err error)
 		return nil, storageErr("connect", err)
 	}
 	if err := migrate(ctx, pool, ms); err != nil {
-		var tooNew *schemaTooNewError
+		var tooNew *migrations.TooNewError
 		if errors.As(err, &tooNew) {
 			return nil, &storageError{op: "migrate schema", reason: tooNew.Error(), cause: tooNew}
 		}

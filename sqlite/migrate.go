@@ -5,9 +5,9 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
-	"path"
-	"regexp"
 	"strconv"
+
+	"github.com/offload-app/offload/internal/migrations"
 )
 
 // migrationFiles holds the schema history, one file per version, applied in
@@ -16,51 +16,14 @@ import (
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-// migration is one schema version.
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-var migrationName = regexp.MustCompile(`^([0-9]{3})_[a-z0-9_]+\.sql$`)
-
-// loadMigrations reads the migrations of fsys (a "migrations" folder of
-// NNN_name.sql files) and checks that they are numbered 1, 2, 3… without gaps,
-// so a missing or misnamed file fails every Open instead of skipping a step.
-func loadMigrations(fsys fs.FS) ([]migration, error) {
-	entries, err := fs.ReadDir(fsys, "migrations")
+// loadMigrations reads this store's embedded migrations (package
+// migrations checks their numbering).
+func loadMigrations(fsys fs.FS) ([]migrations.Migration, error) {
+	ms, err := migrations.Load(fsys)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: read migrations: %w", err)
-	}
-	var ms []migration
-	for _, e := range entries { // ReadDir sorts by name, so by version
-		m := migrationName.FindStringSubmatch(e.Name())
-		if m == nil || e.IsDir() {
-			return nil, fmt.Errorf("sqlite: migration file %q is not named NNN_name.sql", e.Name())
-		}
-		v, _ := strconv.Atoi(m[1])
-		if v != len(ms)+1 {
-			return nil, fmt.Errorf("sqlite: migration %q has version %d, want %d", e.Name(), v, len(ms)+1)
-		}
-		b, err := fs.ReadFile(fsys, path.Join("migrations", e.Name()))
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: read migration %q: %w", e.Name(), err)
-		}
-		ms = append(ms, migration{version: v, name: e.Name(), sql: string(b)})
-	}
-	if len(ms) == 0 {
-		return nil, fmt.Errorf("sqlite: no migrations")
+		return nil, fmt.Errorf("sqlite: %w", err)
 	}
 	return ms, nil
-}
-
-// schemaTooNewError says the database was migrated by a newer binary. Running
-// on it could misread or damage data this binary does not know about.
-type schemaTooNewError struct{ have, known int }
-
-func (e *schemaTooNewError) Error() string {
-	return fmt.Sprintf("database schema version %d is newer than the %d this binary knows; run a newer binary", e.have, e.known)
 }
 
 // migrate brings the database to the newest version in one IMMEDIATE
@@ -68,7 +31,7 @@ func (e *schemaTooNewError) Error() string {
 // user_version commit together or not at all, and a second process opening
 // the same file at the same time waits for the lock and then finds nothing
 // left to do.
-func (s *Store) migrate(ctx context.Context, ms []migration) (err error) {
+func (s *Store) migrate(ctx context.Context, ms []migrations.Migration) (err error) {
 	if err := s.begin(ctx); err != nil {
 		return err
 	}
@@ -82,15 +45,15 @@ func (s *Store) migrate(ctx context.Context, ms []migration) (err error) {
 		return err
 	}
 	if have > len(ms) {
-		return &schemaTooNewError{have: have, known: len(ms)}
+		return &migrations.TooNewError{Have: have, Known: len(ms)}
 	}
 	if have == len(ms) {
 		_, err := s.wconn.ExecContext(ctx, "COMMIT")
 		return err
 	}
 	for _, m := range ms[have:] {
-		if _, err := s.wconn.ExecContext(ctx, m.sql); err != nil {
-			return fmt.Errorf("migration %s: %w", m.name, err)
+		if _, err := s.wconn.ExecContext(ctx, m.SQL); err != nil {
+			return fmt.Errorf("migration %s: %w", m.Name, err)
 		}
 	}
 	// PRAGMA takes no parameters; the value is our own integer.

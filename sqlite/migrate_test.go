@@ -11,7 +11,7 @@ func TestEmbeddedMigrationsLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ms) != 3 || ms[0].name != "001_python_table.sql" || ms[2].name != "003_python_compatible.sql" {
+	if len(ms) != 3 || ms[0].Name != "001_python_table.sql" || ms[2].Name != "003_python_compatible.sql" {
 		t.Fatalf("migrations %+v", ms)
 	}
 }

@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/offload-app/offload"
+	"github.com/offload-app/offload/internal/migrations"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
@@ -298,7 +299,7 @@ func Open(ctx context.Context, path string, opts ...Option) (_ *Store, err error
 		return nil, storageErr(openOp, err)
 	}
 	if err := s.migrate(ctx, ms); err != nil {
-		var tooNew *schemaTooNewError
+		var tooNew *migrations.TooNewError
 		if errors.As(err, &tooNew) {
 			return nil, &storageError{op: openOp, reason: tooNew.Error(), cause: tooNew}
 		}
