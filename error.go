@@ -114,6 +114,21 @@ func (e *ProviderError) Error() string {
 // package sqlite's errors.go).
 var ErrStorage = errors.New("usage storage unavailable")
 
+// StorageError is a usage-store failure. Stores build its text from the
+// operation and fixed words for the kind of failure (a result code, an
+// SQLSTATE class), never from the driver's message or the arguments, which
+// may quote an install id or a feature: it is content-free by construction
+// and safe to log. The driver error is kept as a cause for errors.As.
+type StorageError struct {
+	Op     string
+	Reason string
+	Cause  error
+}
+
+func (e *StorageError) Error() string { return ErrStorage.Error() + ": " + e.Op + ": " + e.Reason }
+
+func (e *StorageError) Unwrap() []error { return []error{ErrStorage, e.Cause} }
+
 // ErrorCode maps any error to its contract code: *Error by its code, provider
 // failures by their kind, storage failures to storage_unavailable, anything
 // else to internal_error. It is the one place errors become codes.

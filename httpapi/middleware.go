@@ -51,7 +51,7 @@ func setState(r *http.Request, code string, err error) {
 	case errors.As(err, &pe):
 		s.detail = append(s.detail, slog.String("error_class", pe.Class), slog.Int("attempts", pe.Attempts))
 	case errors.Is(err, offload.ErrStorage):
-		// Store errors are content-free by contract (see package sqlite).
+		// Store errors are content-free by contract (offload.StorageError).
 		s.detail = append(s.detail, slog.String("error", err.Error()))
 	case code == offload.CodeInternal:
 		s.detail = append(s.detail, slog.String("error_type", fmt.Sprintf("%T", err)))

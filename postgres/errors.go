@@ -30,27 +30,10 @@ var ErrCountRange = errors.New("postgres: usage count out of range")
 // write joins a batch, so one such request never fails the others.
 var ErrKey = &offload.Error{Code: offload.CodeValidation, Message: "Install id and feature must be UTF-8 text without NUL characters"}
 
-// storageError is a usage-store failure. Its message is built only from the
-// operation name and fixed words chosen by the kind of failure (the SQLSTATE
-// class of a server error, the kind of network error), never from the
-// driver's text: a server message may quote a value (an install id in a
-// constraint violation) and a connection error names the user, the database
-// and the host. The cause is kept for errors.As.
-type storageError struct {
-	op     string
-	reason string
-	cause  error
-}
-
-func (e *storageError) Error() string {
-	return offload.ErrStorage.Error() + ": " + e.op + ": " + e.reason
-}
-
-func (e *storageError) Unwrap() []error { return []error{offload.ErrStorage, e.cause} }
-
-// storageErr wraps err, a failure of op, as an offload.ErrStorage error.
+// storageErr wraps err, a failure of op, as an offload.StorageError whose
+// reason comes from the failure's kind, never its text.
 func storageErr(op string, err error) error {
-	return &storageError{op: op, reason: reason(err), cause: err}
+	return &offload.StorageError{Op: op, Reason: reason(err), Cause: err}
 }
 
 // callErr is the error of a call made with the caller's ctx: the caller's

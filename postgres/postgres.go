@@ -253,11 +253,11 @@ func Open(ctx context.Context, url string, opts ...Option) (_ *Store, err error)
 	if err := migrate(ctx, pool, ms); err != nil {
 		var tooNew *migrations.TooNewError
 		if errors.As(err, &tooNew) {
-			return nil, &storageError{op: "migrate schema", reason: tooNew.Error(), cause: tooNew}
+			return nil, &offload.StorageError{Op: "migrate schema", Reason: tooNew.Error(), Cause: tooNew}
 		}
 		var me *migrationError
 		if errors.As(err, &me) {
-			return nil, &storageError{op: "migrate schema", reason: me.Error() + ": " + reason(me.err), cause: err}
+			return nil, &offload.StorageError{Op: "migrate schema", Reason: me.Error() + ": " + reason(me.err), Cause: err}
 		}
 		return nil, storageErr("migrate schema", err)
 	}

@@ -21,25 +21,10 @@ var (
 	errBadTimestamp  = errors.New("unreadable timestamp")
 )
 
-// storageError is a usage-store failure. Its message is built only from the
-// operation name and the SQLite result code, never from the driver's text or
-// from arguments, so it is content-free by construction and safe to log. The
-// driver error is kept as a cause for errors.As.
-type storageError struct {
-	op     string
-	reason string
-	cause  error
-}
-
-func (e *storageError) Error() string {
-	return offload.ErrStorage.Error() + ": " + e.op + ": " + e.reason
-}
-
-func (e *storageError) Unwrap() []error { return []error{offload.ErrStorage, e.cause} }
-
-// storageErr wraps err, a failure of op, as an offload.ErrStorage error.
+// storageErr wraps err, a failure of op, as an offload.StorageError whose
+// reason comes from the failure's kind, never its text.
 func storageErr(op string, err error) error {
-	return &storageError{op: op, reason: reason(err), cause: err}
+	return &offload.StorageError{Op: op, Reason: reason(err), Cause: err}
 }
 
 // reason says in a few fixed words what kind of failure err is.

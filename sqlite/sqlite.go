@@ -301,7 +301,7 @@ func Open(ctx context.Context, path string, opts ...Option) (_ *Store, err error
 	if err := s.migrate(ctx, ms); err != nil {
 		var tooNew *migrations.TooNewError
 		if errors.As(err, &tooNew) {
-			return nil, &storageError{op: openOp, reason: tooNew.Error(), cause: tooNew}
+			return nil, &offload.StorageError{Op: openOp, Reason: tooNew.Error(), Cause: tooNew}
 		}
 		return nil, storageErr(openOp+": migrate schema", err)
 	}
@@ -562,10 +562,10 @@ func (s *Store) Close() error {
 			}
 		case <-t.C:
 			n := len(s.reqs) + int(s.inBatch.Load())
-			s.closeErr = &storageError{
-				op:     "close",
-				reason: fmt.Sprintf("gave up after %v with %d queued write(s) not committed", s.cfg.closeTimeout, n),
-				cause:  errCloseTimeout,
+			s.closeErr = &offload.StorageError{
+				Op:     "close",
+				Reason: fmt.Sprintf("gave up after %v with %d queued write(s) not committed", s.cfg.closeTimeout, n),
+				Cause:  errCloseTimeout,
 			}
 			go func() {
 				<-s.done
