@@ -23,6 +23,7 @@ import (
 	"github.com/anthropics/anthropic-sdk-go/v2/option"
 
 	"github.com/offload-app/offload"
+	"github.com/offload-app/offload/internal/upstream"
 )
 
 // ProviderName is reported in the response's "provider" field.
@@ -38,6 +39,13 @@ const (
 	// Options.MaxConns is zero.
 	DefaultMaxConns = 256
 )
+
+// MaxResponseBytes caps every upstream response body the SDK reads. A valid
+// answer is well under it (the text is capped at 1 MiB, JSON escaping can
+// grow it a few times); beyond it the read fails with
+// upstream.ErrBodyTooLarge, which the adapter reports as
+// provider_invalid_response instead of buffering whatever an upstream sends.
+const MaxResponseBytes = 4 << 20
 
 // maxTokens bounds the cost of one answer. The largest valid plan (100 steps
 // of 280 characters) fits; a runaway answer is cut off and then fails
@@ -136,15 +144,15 @@ func New(opts Options) *Provider {
 	}
 	p := &Provider{opts: opts}
 
-	hc := http.Client{Transport: defaultTransport(opts.MaxConns)}
+	hc := http.Client{Transport: upstream.NewTransport(opts.MaxConns)}
 	if opts.HTTPClient != nil {
 		hc = *opts.HTTPClient
 		if hc.Transport == nil {
 			hc.Transport = http.DefaultTransport
 		}
-		hc.Transport = capHeaders(hc.Transport)
+		hc.Transport = upstream.CapHeaders(hc.Transport)
 	}
-	hc.Transport = capTransport{next: hc.Transport, max: MaxResponseBytes}
+	hc.Transport = upstream.CapBodies{Next: hc.Transport, Max: MaxResponseBytes}
 	p.hc = &hc
 
 	// The service is built from explicit options rather than sdk.NewClient,
@@ -341,12 +349,12 @@ func classify(ctx, actx context.Context, res *http.Response, err error) *failure
 		}
 		return f
 	}
-	if errors.Is(err, errBodyTooLarge) {
+	if errors.Is(err, upstream.ErrBodyTooLarge) {
 		return &failure{failure: offload.ProviderInvalidResponse, class: classBodyTooLarge}
 	}
 	// Transport errors come before the 2xx check: a connection reset or a
 	// truncated body while reading a 200 is a transport failure (retried),
-	// not an invalid answer. A header block over MaxResponseHeaderBytes is
+	// not an invalid answer. A header block over upstream.MaxHeaderBytes is
 	// one too (net/http fails the round trip).
 	var netErr net.Error
 	if errors.As(err, &netErr) {
@@ -355,7 +363,7 @@ func classify(ctx, actx context.Context, res *http.Response, err error) *failure
 		}
 		return &failure{failure: offload.ProviderRequestFailed, class: classTransport, retryable: true}
 	}
-	var readErr *bodyReadError
+	var readErr *upstream.ReadError
 	if errors.As(err, &readErr) {
 		return &failure{failure: offload.ProviderRequestFailed, class: classTransport, retryable: true}
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/offload-app/offload"
 	"github.com/offload-app/offload/anthropic/anthropictest"
+	"github.com/offload-app/offload/internal/upstream"
 )
 
 const testKey = "sk-ant-test-CANARY-KEY-2b8d41"
@@ -477,7 +478,7 @@ func TestGenerateHugeHeaderBounded(t *testing.T) {
 	}
 	// Just under the cap is fine.
 	h = newHarness(t, nil)
-	h.srv.Enqueue(anthropictest.Response{Header: http.Header{"X-Big": {strings.Repeat("h", MaxResponseHeaderBytes-1024)}}})
+	h.srv.Enqueue(anthropictest.Response{Header: http.Header{"X-Big": {strings.Repeat("h", upstream.MaxHeaderBytes-1024)}}})
 	if _, err := h.p.Generate(context.Background(), testRequest()); err != nil {
 		t.Errorf("a header block under the cap: %v", err)
 	}

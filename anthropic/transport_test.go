@@ -1,61 +1,22 @@
 package anthropic
 
 import (
-	"bytes"
-	"errors"
-	"io"
 	"net/http"
 	"testing"
+
+	"github.com/offload-app/offload/internal/upstream"
 )
 
-type bodyTransport []byte
-
-func (b bodyTransport) RoundTrip(*http.Request) (*http.Response, error) {
-	return &http.Response{StatusCode: 200, Body: io.NopCloser(bytes.NewReader(b))}, nil
-}
-
-func TestCapTransport(t *testing.T) {
-	tests := []struct {
-		size    int
-		wantErr error
-	}{
-		{0, nil},
-		{99, nil},
-		{100, nil},
-		{101, errBodyTooLarge},
-		{10000, errBodyTooLarge},
+func TestTransportPool(t *testing.T) {
+	o := testOptions("http://127.0.0.1:1")
+	o.MaxConns = 300
+	ct, ok := New(o).hc.Transport.(upstream.CapBodies)
+	if !ok || ct.Max != MaxResponseBytes {
+		t.Fatalf("transport %T is not capped at MaxResponseBytes", New(o).hc.Transport)
 	}
-	for _, tt := range tests {
-		ct := capTransport{next: bodyTransport(bytes.Repeat([]byte("x"), tt.size)), max: 100}
-		res, err := ct.RoundTrip(&http.Request{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := io.ReadAll(res.Body)
-		if !errors.Is(err, tt.wantErr) {
-			t.Errorf("size %d: err = %v, want %v", tt.size, err, tt.wantErr)
-		}
-		if len(got) > 100 || (tt.wantErr == nil && len(got) != tt.size) {
-			t.Errorf("size %d: read %d bytes", tt.size, len(got))
-		}
-		res.Body.Close()
-	}
-}
-
-func TestDefaultTransportPool(t *testing.T) {
-	tr, ok := defaultTransport(300).(*http.Transport)
-	if !ok {
-		t.Fatalf("default transport is %T", defaultTransport(300))
-	}
-	if tr.MaxIdleConnsPerHost != 300 || tr.MaxConnsPerHost != 300 || tr.MaxIdleConns != 300 {
-		t.Errorf("pool not sized to the in-flight bound: idle/host %d, conns/host %d, idle %d", tr.MaxIdleConnsPerHost, tr.MaxConnsPerHost, tr.MaxIdleConns)
-	}
-	if tr.MaxResponseHeaderBytes != MaxResponseHeaderBytes {
-		t.Errorf("header cap = %d", tr.MaxResponseHeaderBytes)
-	}
-	p := New(testOptions("http://127.0.0.1:1"))
-	if _, ok := p.hc.Transport.(capTransport); !ok {
-		t.Errorf("transport %T is not capped", p.hc.Transport)
+	tr, ok := ct.Next.(*http.Transport)
+	if !ok || tr.MaxIdleConnsPerHost != 300 || tr.MaxConnsPerHost != 300 || tr.MaxIdleConns != 300 || tr.MaxResponseHeaderBytes != upstream.MaxHeaderBytes {
+		t.Errorf("pool not sized to the in-flight bound or headers uncapped: %T %+v", ct.Next, tr)
 	}
 }
 
@@ -67,8 +28,8 @@ func TestCallerClientCapped(t *testing.T) {
 		client     *http.Client
 		wantHeader int64 // the header cap of the transport used; -1: not an *http.Transport
 	}{
-		{"nil transport", &http.Client{}, MaxResponseHeaderBytes},
-		{"loose transport", &http.Client{Transport: &http.Transport{MaxResponseHeaderBytes: 1 << 20}}, MaxResponseHeaderBytes},
+		{"nil transport", &http.Client{}, upstream.MaxHeaderBytes},
+		{"loose transport", &http.Client{Transport: &http.Transport{MaxResponseHeaderBytes: 1 << 20}}, upstream.MaxHeaderBytes},
 		{"tighter transport", &http.Client{Transport: &http.Transport{MaxResponseHeaderBytes: 1 << 10}}, 1 << 10},
 		{"other round tripper", &http.Client{Transport: &roundTripper{}}, -1},
 	}
@@ -82,7 +43,7 @@ func TestCallerClientCapped(t *testing.T) {
 			o := testOptions("http://127.0.0.1:1")
 			o.HTTPClient = tt.client
 			p := New(o)
-			ct, ok := p.hc.Transport.(capTransport)
+			ct, ok := p.hc.Transport.(upstream.CapBodies)
 			if !ok {
 				t.Fatalf("transport %T is not capped", p.hc.Transport)
 			}
@@ -92,12 +53,12 @@ func TestCallerClientCapped(t *testing.T) {
 			if tr, ok := before.(*http.Transport); ok && tr.MaxResponseHeaderBytes != beforeCap {
 				t.Error("the caller's transport was modified")
 			}
-			tr, ok := ct.next.(*http.Transport)
+			tr, ok := ct.Next.(*http.Transport)
 			switch {
 			case tt.wantHeader < 0 && ok:
-				t.Errorf("next = %T", ct.next)
+				t.Errorf("next = %T", ct.Next)
 			case tt.wantHeader >= 0 && (!ok || tr.MaxResponseHeaderBytes != tt.wantHeader):
-				t.Errorf("next = %T, want header cap %d", ct.next, tt.wantHeader)
+				t.Errorf("next = %T, want header cap %d", ct.Next, tt.wantHeader)
 			}
 		})
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/offload-app/offload"
+	"github.com/offload-app/offload/internal/upstream"
 	"github.com/offload-app/offload/openai/openaitest"
 )
 
@@ -35,7 +36,7 @@ type wire struct {
 // reads off the wire.
 func countWire(t testing.TB, p *Provider) *wire {
 	t.Helper()
-	tr, ok := p.hc.Transport.(capTransport).next.(*http.Transport)
+	tr, ok := p.hc.Transport.(upstream.CapBodies).Next.(*http.Transport)
 	if !ok {
 		t.Fatal("not the default transport")
 	}
@@ -69,7 +70,7 @@ func TestHostileUpstream(t *testing.T) {
 		maxAlloc uint64
 	}{
 		{"11 MB header", openaitest.Response{HeaderBytes: 11 << 20}, 0,
-			offload.ProviderRequestFailed, "transport", 0, 3, MaxResponseHeaderBytes + slack, 1 << 20},
+			offload.ProviderRequestFailed, "transport", 0, 3, upstream.MaxHeaderBytes + slack, 1 << 20},
 		{"50 MB body announced", openaitest.Response{BodyBytes: 50 << 20}, 0,
 			offload.ProviderInvalidResponse, "body_too_large", 0, 1, slack, 1 << 20},
 		{"50 MB chunked body", openaitest.Response{BodyBytes: 50 << 20, Chunked: true}, 0,
@@ -77,7 +78,7 @@ func TestHostileUpstream(t *testing.T) {
 		{"big header and chunked body", openaitest.Response{HeaderBytes: 40 << 10, BodyBytes: 50 << 20, Chunked: true}, 0,
 			offload.ProviderInvalidResponse, "body_too_large", 0, 1, DefaultMaxResponseBytes + 40<<10 + slack, 3 * DefaultMaxResponseBytes},
 		{"50 MB error body", openaitest.Response{Status: 503, BodyBytes: 50 << 20, Chunked: true}, 0,
-			offload.ProviderRequestFailed, "status_503", 503, 3, maxErrorBytes + slack, 1 << 20},
+			offload.ProviderRequestFailed, "status_503", 503, 3, upstream.MaxErrorBytes + slack, 1 << 20},
 		{"slow drip", openaitest.Response{Drip: 20 * time.Millisecond}, 100 * time.Millisecond,
 			offload.ProviderTimeout, "timeout", 0, 3, int64(valid), 1 << 20},
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/openai/openai-go/v3/shared"
 
 	"github.com/offload-app/offload"
+	"github.com/offload-app/offload/internal/upstream"
 )
 
 // ProviderName is reported in the response's "provider" field.
@@ -109,8 +110,8 @@ type Options struct {
 	// read no further than the cap.
 	MaxResponseBytes int64
 	// HTTPClient replaces the tuned client (tests, proxies). Its transport
-	// is wrapped with the body caps but not modified: it should set
-	// MaxResponseHeaderBytes itself.
+	// is wrapped with the body caps and, if it is an *http.Transport,
+	// header-capped on a clone: the caller's client is never modified.
 	HTTPClient *http.Client
 	// Logger gets the retry outcome lines; nil discards.
 	Logger *slog.Logger
@@ -205,14 +206,15 @@ func New(o Options) (*Provider, error) {
 		p.rand = rand.Float64
 	}
 
-	hc := http.Client{Transport: newTransport(o.MaxConns)}
+	hc := http.Client{Transport: upstream.NewTransport(o.MaxConns)}
 	if o.HTTPClient != nil {
 		hc = *o.HTTPClient
 		if hc.Transport == nil {
 			hc.Transport = http.DefaultTransport
 		}
+		hc.Transport = upstream.CapHeaders(hc.Transport)
 	}
-	hc.Transport = capTransport{next: hc.Transport, max: o.MaxResponseBytes}
+	hc.Transport = upstream.CapBodies{Next: hc.Transport, Max: o.MaxResponseBytes}
 	p.hc = &hc
 
 	// The service is built from explicit options rather than sdk.NewClient,
@@ -384,7 +386,7 @@ func (p *Provider) attempt(ctx context.Context, body []byte) (offload.Breakdown,
 	// answer is handed over unread (WithResponseBodyInto of an
 	// *http.Response) and read once, into a pooled buffer, under the cap;
 	// the SDK would read it whole and copy it again into its decoder. Error
-	// answers the SDK reads itself, under capTransport's smaller cap.
+	// answers the SDK reads itself, under upstream.CapBodies' smaller cap.
 	var res *http.Response
 	_, err := p.completions.New(actx, sdk.ChatCompletionNewParams{},
 		option.WithRequestBody("application/json", body),
@@ -430,7 +432,7 @@ func classify(ctx, actx context.Context, res *http.Response, err error) *failure
 		}
 		return f
 	}
-	if errors.Is(err, errBodyTooLarge) {
+	if errors.Is(err, upstream.ErrBodyTooLarge) {
 		return &failure{failure: offload.ProviderInvalidResponse, class: classBodyTooLarge}
 	}
 	if errors.Is(err, errBodyBudget) {
@@ -447,7 +449,7 @@ func classify(ctx, actx context.Context, res *http.Response, err error) *failure
 		}
 		return &failure{failure: offload.ProviderRequestFailed, class: classTransport, retryable: true}
 	}
-	var readErr *bodyReadError
+	var readErr *upstream.ReadError
 	if errors.As(err, &readErr) {
 		return &failure{failure: offload.ProviderRequestFailed, class: classTransport, retryable: true}
 	}

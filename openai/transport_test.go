@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/offload-app/offload/internal/upstream"
 )
 
 // bodyTransport answers status with the body, announcing length (-1: none).
@@ -33,91 +35,36 @@ func (c *countReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func TestCapTransport(t *testing.T) {
-	big := maxErrorBytes + 1000
-	tests := []struct {
-		name     string
-		status   int
-		size     int
-		length   int64 // -1: not announced; -2: announce the true size
-		wantErr  error
-		wantRead int // at most this many bytes read from the upstream
-	}{
-		{"empty", 200, 0, -2, nil, 0},
-		{"under", 200, 99, -1, nil, 99},
-		{"at cap", 200, 100, -2, nil, 100},
-		{"at cap unannounced", 200, 100, -1, nil, 100},
-		{"over by one", 200, 101, -1, errBodyTooLarge, 101},
-		{"over, unannounced", 200, 10000, -1, errBodyTooLarge, 101},
-		{"over, announced: nothing read", 200, 10000, -2, errBodyTooLarge, 0},
-		{"announced over but short", 200, 50, 101, errBodyTooLarge, 0},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			length := tt.length
-			if length == -2 {
-				length = int64(tt.size)
-			}
-			var read int
-			ct := capTransport{next: bodyTransport{tt.status, bytes.Repeat([]byte("x"), tt.size), length, &read}, max: 100}
-			res, err := ct.RoundTrip(&http.Request{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := io.ReadAll(res.Body)
-			if !errors.Is(err, tt.wantErr) {
-				t.Errorf("err = %v, want %v", err, tt.wantErr)
-			}
-			if len(got) > 100 || (tt.wantErr == nil && len(got) != tt.size) {
-				t.Errorf("got %d bytes", len(got))
-			}
-			if read > tt.wantRead {
-				t.Errorf("read %d bytes from upstream, want ≤ %d", read, tt.wantRead)
-			}
-			res.Body.Close()
-		})
-	}
-	// Error bodies are capped at maxErrorBytes whatever the success cap.
-	for _, length := range []int64{-1, int64(big)} {
-		var read int
-		ct := capTransport{next: bodyTransport{500, bytes.Repeat([]byte("x"), big), length, &read}, max: 1 << 20}
-		res, _ := ct.RoundTrip(&http.Request{})
-		if _, err := io.ReadAll(res.Body); !errors.Is(err, errBodyTooLarge) || read > maxErrorBytes+1 {
-			t.Errorf("error body of %d (length %d): err %v after reading %d", big, length, err, read)
-		}
-	}
-}
-
 func TestTransportPool(t *testing.T) {
 	p := newProvider(t, testOptions("http://127.0.0.1:1/v1"))
-	ct, ok := p.hc.Transport.(capTransport)
+	ct, ok := p.hc.Transport.(upstream.CapBodies)
 	if !ok {
 		t.Fatalf("transport %T is not capped", p.hc.Transport)
 	}
-	tr, ok := ct.next.(*http.Transport)
+	tr, ok := ct.Next.(*http.Transport)
 	if !ok {
-		t.Fatalf("default transport is %T", ct.next)
+		t.Fatalf("default transport is %T", ct.Next)
 	}
 	if tr.MaxConnsPerHost != DefaultMaxConns || tr.MaxIdleConnsPerHost != DefaultMaxConns || tr.MaxIdleConns != DefaultMaxConns {
 		t.Errorf("pool: conns/host %d, idle/host %d, idle %d; want all %d", tr.MaxConnsPerHost, tr.MaxIdleConnsPerHost, tr.MaxIdleConns, DefaultMaxConns)
 	}
-	if tr.MaxResponseHeaderBytes != MaxResponseHeaderBytes || ct.max != DefaultMaxResponseBytes {
-		t.Errorf("header cap %d, body cap %d", tr.MaxResponseHeaderBytes, ct.max)
+	if tr.MaxResponseHeaderBytes != upstream.MaxHeaderBytes || ct.Max != DefaultMaxResponseBytes {
+		t.Errorf("header cap %d, body cap %d", tr.MaxResponseHeaderBytes, ct.Max)
 	}
 
 	o := testOptions("http://127.0.0.1:1/v1")
 	o.MaxConns, o.MaxResponseBytes = 5000, 4096
 	p = newProvider(t, o)
-	ct = p.hc.Transport.(capTransport)
-	tr = ct.next.(*http.Transport)
-	if tr.MaxConnsPerHost != 5000 || tr.MaxIdleConnsPerHost != 5000 || tr.MaxIdleConns != 5000 || ct.max != 4096 {
-		t.Errorf("pool not sized to MaxConns: %d/%d/%d, cap %d", tr.MaxConnsPerHost, tr.MaxIdleConnsPerHost, tr.MaxIdleConns, ct.max)
+	ct = p.hc.Transport.(upstream.CapBodies)
+	tr = ct.Next.(*http.Transport)
+	if tr.MaxConnsPerHost != 5000 || tr.MaxIdleConnsPerHost != 5000 || tr.MaxIdleConns != 5000 || ct.Max != 4096 {
+		t.Errorf("pool not sized to MaxConns: %d/%d/%d, cap %d", tr.MaxConnsPerHost, tr.MaxIdleConnsPerHost, tr.MaxIdleConns, ct.Max)
 	}
 
 	custom := &http.Client{}
 	o.HTTPClient = custom
 	p = newProvider(t, o)
-	if _, ok := p.hc.Transport.(capTransport); !ok || custom.Transport != nil {
+	if _, ok := p.hc.Transport.(upstream.CapBodies); !ok || custom.Transport != nil {
 		t.Error("a caller's client must be capped without being modified")
 	}
 }
@@ -140,14 +87,14 @@ func TestBodyReader(t *testing.T) {
 		{"at the cap", limit, -1, nil},
 		{"at the cap announced", limit, limit, nil},
 		{"announced short", 100, 5000, nil},
-		{"over the cap", limit + 1, -1, errBodyTooLarge},
+		{"over the cap", limit + 1, -1, upstream.ErrBodyTooLarge},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newBodyReader(limit)
 			full := r.left.Load()
 			var read int
-			ct := capTransport{next: bodyTransport{200, doc(tt.n), tt.size, &read}, max: limit}
+			ct := upstream.CapBodies{Next: bodyTransport{200, doc(tt.n), tt.size, &read}, Max: limit}
 			res, err := ct.RoundTrip(&http.Request{})
 			if err != nil {
 				t.Fatal(err)
